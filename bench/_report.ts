@@ -1,0 +1,278 @@
+/**
+ * Shared plumbing of the benchmarks: the record written per case, a wall-clock timer, FLOP and
+ * byte counts per case (one convention for Kino and its peer), the side-by-side table, the JSON
+ * writer and the command-line flags of `deno task bench`.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { dirname } from "node:path";
+
+/** One benchmark case, measured on Kino and on a peer library (TF.js WebGPU). */
+export interface BenchRecord {
+  /** Case name, e.g. `matmul`, `attention fwd+bwd`. */
+  name: string;
+  /** Human-readable shape, e.g. `1024x1024x1024`. */
+  shape: string;
+  /** Kino milliseconds per run; `NaN` when Kino was not run (written as `null` in JSON). */
+  kino_ms: number;
+  /** Kino GFLOP/s for compute-bound cases; null for memory-bound ones. */
+  kino_gflops: number | null;
+  /** Kino GB/s for memory-bound cases. */
+  kino_gbs?: number | null;
+  /** Peer name and version, e.g. `tfjs-webgpu@4.22.0`, or `none`. */
+  peer: string;
+  /** Peer milliseconds per run; null when the peer could not run. */
+  peer_ms: number | null;
+  /** `peer_ms / kino_ms`: above 1 means Kino is faster. */
+  ratio: number | null;
+  /** FLOPs of one run (the convention of {@linkcode FLOPS}); lets the table rate the peer. */
+  flops?: number | null;
+  /** Bytes of one run (the convention of {@linkcode BYTES}); lets the table rate the peer. */
+  bytes?: number | null;
+}
+
+/** Options of {@linkcode timeIt}. */
+export interface TimeOptions {
+  /** Untimed runs first (pipeline compilation, buffer pools); default 2. */
+  warmup?: number;
+  /** Timed runs; default 10. */
+  iters?: number;
+  /**
+   * Waits until all queued GPU work is finished. Called after the warm-up (untimed) and once at
+   * the end of the timed loop (timed), so work still in the queue counts.
+   */
+  sync?: () => Promise<void> | void;
+}
+
+/**
+ * Milliseconds per iteration: runs `fn` `warmup` times, syncs, then times `iters` back-to-back
+ * runs plus one final `sync` with `performance.now()` and returns the mean (total / iters).
+ * Each call of `fn` is awaited, so an `fn` that waits for its own result is timed whole.
+ *
+ * @example
+ * ```ts
+ * import { timeIt } from "./_report.ts";
+ * const ms = await timeIt(() => {
+ *   let s = 0;
+ *   for (let i = 0; i < 1000; i++) s += i;
+ * }, { warmup: 1, iters: 5 });
+ * console.log(ms >= 0);
+ * ```
+ */
+export async function timeIt(
+  fn: () => Promise<void> | void,
+  options: TimeOptions = {},
+): Promise<number> {
+  const warmup = options.warmup ?? 2;
+  const iters = Math.max(1, options.iters ?? 10);
+  for (let i = 0; i < warmup; i++) await fn();
+  if (options.sync) await options.sync();
+  const t0 = performance.now();
+  for (let i = 0; i < iters; i++) await fn();
+  if (options.sync) await options.sync();
+  return (performance.now() - t0) / iters;
+}
+
+/** GFLOP/s of `flops` operations done in `ms` milliseconds (null if `ms` is not positive). */
+export function gflops(flops: number, ms: number): number | null {
+  return ms > 0 && Number.isFinite(ms) ? flops / (ms * 1e6) : null;
+}
+
+/** GB/s (1e9 bytes) of `bytes` moved in `ms` milliseconds (null if `ms` is not positive). */
+export function gbs(bytes: number, ms: number): number | null {
+  return ms > 0 && Number.isFinite(ms) ? bytes / (ms * 1e6) : null;
+}
+
+/**
+ * FLOP counts per case; both sides of the table use these. Multiply-add = 2 FLOPs; softmax and
+ * scaling inside attention are not counted; backward is counted as twice the forward (so
+ * fwd+bwd = 3x fwd: attention backward is 4 matmuls of the forward's size, conv backward is the
+ * input gradient plus the filter gradient, each one forward's worth).
+ */
+export const FLOPS = {
+  /** `[m,k] x [k,n]`: 2mnk. */
+  matmul: (m: number, n: number, k: number): number => 2 * m * n * k,
+  /** `softmax(q k^T / sqrt(d)) v`, q/k/v `[b,h,l,d]`: two batched matmuls, 4 b h l^2 d. */
+  attentionFwd: (b: number, h: number, l: number, d: number): number => 4 * b * h * l * l * d,
+  /** Forward plus gradients w.r.t. q, k, v: 12 b h l^2 d. */
+  attentionFwdBwd: (b: number, h: number, l: number, d: number): number => 12 * b * h * l * l * d,
+  /** Stride-1 3-D convolution: 2 N Cout To Ho Wo Cin k^3, with To = t + 2 pad - k + 1 etc. */
+  conv3dFwd: (
+    n: number,
+    cin: number,
+    cout: number,
+    t: number,
+    h: number,
+    w: number,
+    k: number,
+    pad: number,
+  ): number => {
+    const o = (x: number) => x + 2 * pad - k + 1;
+    return 2 * n * cout * o(t) * o(h) * o(w) * cin * k * k * k;
+  },
+  /** Forward plus gradients w.r.t. input and filter: 3x the forward. */
+  conv3dFwdBwd: (
+    n: number,
+    cin: number,
+    cout: number,
+    t: number,
+    h: number,
+    w: number,
+    k: number,
+    pad: number,
+  ): number => 3 * FLOPS.conv3dFwd(n, cin, cout, t, h, w, k, pad),
+};
+
+/**
+ * Byte counts of the memory-bound cases (f32): the minimum traffic of a fused kernel, one read of
+ * the input and one write of the output (layer norm's gamma/beta are ignored).
+ */
+export const BYTES = {
+  softmax: (rows: number, cols: number): number => 2 * 4 * rows * cols,
+  layerNorm: (rows: number, cols: number): number => 2 * 4 * rows * cols,
+  elementwise: (n: number): number => 2 * 4 * n,
+};
+
+function fmtNum(x: number | null | undefined, digits = 2): string {
+  if (x === null || x === undefined || !Number.isFinite(x)) return "-";
+  if (Math.abs(x) >= 1000) return x.toFixed(0);
+  if (Math.abs(x) >= 100) return x.toFixed(1);
+  return x.toFixed(digits);
+}
+
+function kinoRate(r: BenchRecord): string {
+  if (r.kino_gflops !== null && Number.isFinite(r.kino_gflops)) {
+    return `${fmtNum(r.kino_gflops)} GFLOP/s`;
+  }
+  if (r.kino_gbs !== null && r.kino_gbs !== undefined && Number.isFinite(r.kino_gbs)) {
+    return `${fmtNum(r.kino_gbs)} GB/s`;
+  }
+  return "-";
+}
+
+function peerRate(r: BenchRecord): string {
+  const ms = r.peer_ms;
+  if (ms === null || !(ms > 0)) return "-";
+  if (r.flops) return `${fmtNum(gflops(r.flops, ms))} GFLOP/s`;
+  if (r.bytes) return `${fmtNum(gbs(r.bytes, ms))} GB/s`;
+  // Same work on both sides: rescale Kino's rate by the time ratio.
+  if (Number.isFinite(r.kino_ms) && r.kino_ms > 0) {
+    if (r.kino_gflops !== null && Number.isFinite(r.kino_gflops)) {
+      return `${fmtNum((r.kino_gflops * r.kino_ms) / ms)} GFLOP/s`;
+    }
+    if (r.kino_gbs !== null && r.kino_gbs !== undefined && Number.isFinite(r.kino_gbs)) {
+      return `${fmtNum((r.kino_gbs * r.kino_ms) / ms)} GB/s`;
+    }
+  }
+  return "-";
+}
+
+/** Renders the records as an aligned text table (one header row, one row per record). */
+export function formatTable(records: BenchRecord[]): string {
+  const header = ["case", "shape", "kino ms", "kino rate", "peer", "peer ms", "peer rate", "ratio"];
+  const rows = records.map((r) => [
+    r.name,
+    r.shape,
+    fmtNum(r.kino_ms),
+    kinoRate(r),
+    r.peer,
+    fmtNum(r.peer_ms),
+    peerRate(r),
+    r.ratio === null || !Number.isFinite(r.ratio) ? "-" : `${r.ratio.toFixed(2)}x`,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  // Text columns left-aligned, numbers right-aligned.
+  const left = new Set([0, 1, 4]);
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (left.has(i) ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ")
+      .trimEnd();
+  const out = [line(header), widths.map((w) => "-".repeat(w)).join("  ")];
+  for (const row of rows) out.push(line(row));
+  out.push("ratio = peer ms / kino ms (above 1: Kino is faster)");
+  return out.join("\n");
+}
+
+/** Prints {@linkcode formatTable} to stdout. */
+export function printTable(records: BenchRecord[]): void {
+  console.log(formatTable(records));
+}
+
+/** Writes the records as a pretty-printed JSON array (non-finite numbers become null). */
+export async function writeJson(path: string, records: BenchRecord[]): Promise<void> {
+  const dir = dirname(path);
+  if (dir && dir !== ".") await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeTextFile(path, JSON.stringify(records, null, 2) + "\n");
+}
+
+/** Flags of `deno task bench`. */
+export interface BenchArgs {
+  /** `--json FILE`: also write the records there. */
+  json?: string;
+  /** `--filter STR`: run only cases whose name or shape contains STR (case-insensitive). */
+  filter?: string;
+  /** `--quick`: fewer iterations and smaller sizes, for a smoke run. */
+  quick: boolean;
+  /** `--help`: print {@linkcode BENCH_HELP} and exit. */
+  help: boolean;
+}
+
+/** Help text of `deno task bench`. */
+export const BENCH_HELP = `Usage: deno task bench [options]
+
+Times Kino and TensorFlow.js (WebGPU backend) side by side on the same adapter and prints a
+table: milliseconds per run, GFLOP/s (compute-bound) or GB/s (memory-bound), and
+ratio = peer ms / kino ms (above 1: Kino is faster).
+
+Options:
+  --json FILE    also write the records as JSON to FILE
+                 ({name, shape, kino_ms, kino_gflops, peer, peer_ms, ratio}, ...)
+  --filter STR   run only the cases whose name or shape contains STR (case-insensitive)
+  --quick        fewer iterations, skip the largest sizes (smoke run)
+  -h, --help     show this help
+
+On a machine without a GPU: apt-get install -y mesa-vulkan-drivers; export XDG_RUNTIME_DIR=/tmp`;
+
+/**
+ * Parses the bench flags; an unknown flag or a missing value throws an Error whose message ends
+ * with the help text.
+ *
+ * @example
+ * ```ts
+ * import { parseBenchArgs } from "./_report.ts";
+ * const a = parseBenchArgs(["--json", "out/b.json", "--quick"]);
+ * console.log(a.json, a.quick); // out/b.json true
+ * ```
+ */
+export function parseBenchArgs(args: string[]): BenchArgs {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        json: { type: "string" },
+        filter: { type: "string" },
+        quick: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (e) {
+    throw new Error(`${e instanceof Error ? e.message : e}\n\n${BENCH_HELP}`);
+  }
+  return {
+    json: values.json,
+    filter: values.filter,
+    quick: values.quick ?? false,
+    help: values.help ?? false,
+  };
+}
+
+/** True if a case passes `--filter` (no filter: every case). */
+export function matchesFilter(filter: string | undefined, name: string, shape = ""): boolean {
+  if (!filter) return true;
+  const f = filter.toLowerCase();
+  return name.toLowerCase().includes(f) || shape.toLowerCase().includes(f);
+}

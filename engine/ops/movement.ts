@@ -1,0 +1,262 @@
+/**
+ * Movement ops. Views (reshape, permute, transpose, slice, expand) change only the layout and never
+ * copy; `contiguous` copies when a kernel needs dense input; `pad` and `read` complete the set.
+ *
+ * @module
+ */
+import { apply1, applyView, realize, viewOf } from "../graph.ts";
+import { runtime } from "../runtime.ts";
+import {
+  checkShape,
+  contiguousStrides,
+  fmtShape,
+  inferReshape,
+  normAxis,
+  numel,
+  reshapeStrides,
+  type Shape,
+} from "../shape.ts";
+import { checkAlive, type OpDef, type Tensor } from "../tensor.ts";
+import { copy } from "./elementwise.ts";
+import { sum } from "./reduce.ts";
+import { type KernelSpec, paramsWGSL, gridFor } from "../kernel.ts";
+
+const RESHAPE: OpDef<{ from: Shape }> = {
+  name: "reshape",
+  kind: "view",
+  backward: ({ grads, attrs }) => [reshape(grads[0]!, attrs.from)],
+};
+
+/**
+ * Reshapes without copying when the layout allows it (else copies first). One axis may be -1.
+ */
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  checkAlive("reshape", x);
+  const to = inferReshape("reshape", x.shape, shape);
+  const st = reshapeStrides(x.shape, x.strides, to);
+  if (st) return applyView(RESHAPE, x, { from: x.shape }, to, st, x.offset);
+  const c = copy(x);
+  return applyView(RESHAPE, c, { from: x.shape }, to, contiguousStrides(to), 0);
+}
+
+const PERMUTE: OpDef<{ perm: number[] }> = {
+  name: "permute",
+  kind: "view",
+  backward: ({ grads, attrs }) => {
+    const inv = new Array<number>(attrs.perm.length);
+    attrs.perm.forEach((p, i) => inv[p] = i);
+    return [permute(grads[0]!, inv)];
+  },
+};
+
+/** Reorders axes (a view): output axis i is input axis `perm[i]`. */
+export function permute(x: Tensor, perm: readonly number[]): Tensor {
+  checkAlive("permute", x);
+  const p = perm.map((a) => normAxis("permute", a, x.rank));
+  if (p.length !== x.rank || new Set(p).size !== p.length) {
+    throw new RangeError(`permute: [${perm.join(", ")}] is not a permutation of ${x.rank} axes`);
+  }
+  return applyView(
+    PERMUTE,
+    x,
+    { perm: p },
+    p.map((a) => x.shape[a]!),
+    p.map((a) => x.strides[a]!),
+    x.offset,
+  );
+}
+
+/** Swaps two axes (a view). */
+export function transpose(x: Tensor, a = -2, b = -1): Tensor {
+  const p = [...Array(x.rank).keys()];
+  const i = normAxis("transpose", a, x.rank);
+  const j = normAxis("transpose", b, x.rank);
+  [p[i], p[j]] = [p[j]!, p[i]!];
+  return permute(x, p);
+}
+
+const SLICE: OpDef<{ starts: number[]; from: Shape }> = {
+  name: "slice",
+  kind: "view",
+  backward: ({ grads, attrs, outputs }) => [
+    pad(
+      grads[0]!,
+      attrs.starts.map((s, i) => [s, attrs.from[i]! - s - outputs[0]!.shape[i]!] as [number, number]),
+    ),
+  ],
+};
+
+/**
+ * A sub-block (a view): `starts[i]` ≤ index < `ends[i]` on each axis (negative values count from
+ * the end; missing axes are taken whole).
+ */
+export function slice(x: Tensor, starts: readonly number[], ends: readonly number[]): Tensor {
+  checkAlive("slice", x);
+  const s: number[] = [];
+  const shape: number[] = [];
+  let off = x.offset;
+  for (let d = 0; d < x.rank; d++) {
+    const n = x.shape[d]!;
+    let a = starts[d] ?? 0;
+    let b = ends[d] ?? n;
+    if (a < 0) a += n;
+    if (b < 0) b += n;
+    if (!(a >= 0 && b <= n && a <= b)) {
+      throw new RangeError(`slice: range ${starts[d]}:${ends[d]} is out of bounds for axis ${d} of ${fmtShape(x.shape)}`);
+    }
+    s.push(a);
+    shape.push(b - a);
+    off += a * x.strides[d]!;
+  }
+  return applyView(SLICE, x, { starts: s, from: x.shape }, shape, x.strides, off);
+}
+
+/** Narrows one axis to `[start, start + length)` (a view). */
+export function narrow(x: Tensor, axis: number, start: number, length: number): Tensor {
+  const a = normAxis("narrow", axis, x.rank);
+  const starts = x.shape.map(() => 0);
+  const ends = [...x.shape];
+  starts[a] = start;
+  ends[a] = start + length;
+  return slice(x, starts, ends);
+}
+
+const EXPAND: OpDef<{ from: Shape }> = {
+  name: "expand",
+  kind: "view",
+  backward: ({ grads, attrs }) => [sumTo(grads[0]!, attrs.from)],
+};
+
+/** Broadcasts size-1 axes (and new leading axes) to `shape` with stride 0 (a view). */
+export function expand(x: Tensor, shape: Shape): Tensor {
+  checkAlive("expand", x);
+  checkShape("expand", shape);
+  const lead = shape.length - x.rank;
+  if (lead < 0) throw new RangeError(`expand: cannot expand ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
+  const strides = shape.map((n, i) => {
+    if (i < lead) return 0;
+    const d = x.shape[i - lead]!;
+    if (d === n) return x.strides[i - lead]!;
+    if (d === 1) return 0;
+    throw new RangeError(`expand: cannot expand ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
+  });
+  return applyView(EXPAND, x, { from: x.shape }, shape, strides, x.offset);
+}
+
+/** Sums a broadcast gradient back to `shape` (inverse of broadcasting). */
+export function sumTo(g: Tensor, shape: Shape): Tensor {
+  if (g.shape.length === shape.length && g.shape.every((d, i) => d === shape[i])) return g;
+  const lead = g.rank - shape.length;
+  const axes: number[] = [];
+  for (let i = 0; i < g.rank; i++) {
+    if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
+  }
+  const s = axes.length ? sum(g, axes, true) : g;
+  return reshape(s, shape);
+}
+
+/** A dense copy if `x` is a strided view, else `x` itself. */
+export function contiguous(x: Tensor): Tensor {
+  return x.contiguous && x.offset % 4 === 0 ? x : copy(x);
+}
+
+/** Converts any dtype to f32 (a dense copy). */
+export function toF32(x: Tensor): Tensor {
+  return copy(x);
+}
+
+// ---------------------------------------------------------------- pad
+
+const PAD_K: KernelSpec = {
+  name: "pad_constant",
+  inputs: 1,
+  outputs: 1,
+  code: paramsWGSL(32) + `
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+// words: n, value, xOffset, then per axis d (6, outermost first): outSize, before, inSize, inStride
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wg.y * nwg.x + wg.x) * 64u + lid;
+  if (i >= pu(0u)) { return; }
+  var r = i;
+  var src = pu(2u);
+  var inside = true;
+  for (var d = 5i; d >= 0i; d--) {
+    let b = 3u + u32(d) * 4u;
+    let c = i32(r % pu(b));
+    r = r / pu(b);
+    let s = c - pi(b + 1u);
+    if (s < 0i || s >= pi(b + 2u)) { inside = false; }
+    src += u32(max(s, 0i)) * pu(b + 3u);
+  }
+  y[i] = select(pf(1u), x[src], inside);
+}`,
+};
+
+const PAD: OpDef<{ pads: [number, number][]; value: number }> = {
+  name: "pad",
+  kind: "kernel",
+  encode: ({ rt, inputs, outputs, attrs }) => {
+    const x = inputs[0]!;
+    const out = outputs[0]!;
+    const n = numel(out.shape);
+    const rank = out.shape.length;
+    if (rank > 6) throw new RangeError(`pad: rank ${rank} > 6 is not supported`);
+    const words = [n, 0, x.offset];
+    const f = new Float32Array([attrs.value]);
+    words[1] = new Uint32Array(f.buffer)[0]!;
+    for (let d = 0; d < 6; d++) {
+      const a = d - (6 - rank);
+      if (a < 0) words.push(1, 0, 1, 0);
+      else words.push(out.shape[a]!, attrs.pads[a]![0] >>> 0, x.shape[a]!, x.strides[a]!);
+    }
+    rt.dispatch(PAD_K, [x.buffer, out.buffer], words, gridFor(n, 64));
+  },
+  backward: ({ grads, attrs, inputs }) => [
+    slice(
+      grads[0]!,
+      attrs.pads.map((p) => p[0]),
+      attrs.pads.map((p, i) => p[0] + inputs[0]!.shape[i]!),
+    ),
+  ],
+};
+
+/**
+ * Pads with a constant: `pads[i] = [before, after]` for each axis (missing axes unpadded). The
+ * input may be a strided view.
+ */
+export function pad(x: Tensor, pads: readonly (readonly [number, number])[], value = 0): Tensor {
+  checkAlive("pad", x);
+  const p = x.shape.map((_, i) => [pads[i]?.[0] ?? 0, pads[i]?.[1] ?? 0] as [number, number]);
+  if (p.some(([a, b]) => a < 0 || b < 0 || !Number.isInteger(a) || !Number.isInteger(b))) {
+    throw new RangeError(`pad: paddings must be integers >= 0 (use slice to crop)`);
+  }
+  const src = x.dtype === "f32" ? x : copy(x);
+  return apply1(PAD, [src], { pads: p, value }, {
+    shape: x.shape.map((n, i) => n + p[i]![0] + p[i]![1]),
+    dtype: "f32",
+  });
+}
+
+// ---------------------------------------------------------------- read-back
+
+/**
+ * Computes `x` and copies it to the CPU as f32 (f16/bf16/i32 are converted). This is the only
+ * operation that waits for the GPU.
+ *
+ * @example
+ * ```ts ignore
+ * const values = await read(add(a, b));
+ * ```
+ */
+export async function read(x: Tensor): Promise<Float32Array> {
+  checkAlive("read", x);
+  const c = x.dtype === "f32" && x.contiguous ? x : copy(x);
+  realize([c]);
+  const v = viewOf(c);
+  const buf = await runtime().read(v.buffer, v.offset * 4, c.size * 4);
+  if (c !== x) c.dispose();
+  return new Float32Array(buf);
+}

@@ -1,0 +1,398 @@
+/**
+ * The runtime: one GPU device, its buffer pool, the pipeline cache and the command batcher.
+ *
+ * Dispatches are recorded into one open compute pass; they are submitted together when the batch
+ * is full, when data is read back, or on {@linkcode Runtime.flush}. Kernel parameters of a batch
+ * are packed into one uniform buffer (a 256-byte slice per dispatch) written just before submit.
+ *
+ * @module
+ */
+import { type DeviceInfo, type DeviceOptions, requestGpuDevice } from "./device.ts";
+import { type KernelSpec, PARAM_WORDS, Params } from "./kernel.ts";
+
+const STORAGE_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+const PARAM_SLICE = 256;
+const MAX_BATCH = 1024;
+
+/** Bytes in use, allocated and the peaks, as reported by {@linkcode BufferPool.stats}. */
+export interface MemoryStats {
+  /** Bytes held by live tensors. */
+  inUse: number;
+  /** Bytes of GPU buffers allocated (in use + cached in the pool). */
+  allocated: number;
+  /** Highest `inUse` since the last {@linkcode BufferPool.resetPeak}. */
+  peakInUse: number;
+  /** Highest `allocated` since the last reset. */
+  peakAllocated: number;
+  /** Number of buffers created so far. */
+  buffersCreated: number;
+}
+
+/** Size class of a request: multiples of 256 B, then 8 steps per power of two (≤ 12.5% waste). */
+export function sizeClass(bytes: number): number {
+  const b = Math.max(256, Math.ceil(bytes / 256) * 256);
+  if (b <= 64 * 1024) return b;
+  const p = 2 ** Math.floor(Math.log2(b));
+  const step = p / 8;
+  return Math.ceil(b / step) * step;
+}
+
+/** Pools GPU buffers by size class; buffers come back to it when the last tensor using them dies. */
+export class BufferPool {
+  private readonly free = new Map<number, GPUBuffer[]>();
+  private readonly sizes = new WeakMap<GPUBuffer, number>();
+  private s: MemoryStats = { inUse: 0, allocated: 0, peakInUse: 0, peakAllocated: 0, buffersCreated: 0 };
+
+  constructor(private readonly device: GPUDevice, private readonly maxBufferSize: number) {}
+
+  /** Takes a buffer of at least `bytes` bytes. */
+  acquire(bytes: number, what = "tensor"): GPUBuffer {
+    const cls = sizeClass(bytes);
+    if (cls > this.maxBufferSize) {
+      throw new RangeError(
+        `${what} needs ${bytes} bytes, over the device limit maxBufferSize = ${this.maxBufferSize}`,
+      );
+    }
+    let buf = this.free.get(cls)?.pop();
+    if (!buf) {
+      buf = this.device.createBuffer({ size: cls, usage: STORAGE_USAGE, label: `kino:${cls}` });
+      this.sizes.set(buf, cls);
+      this.s.allocated += cls;
+      this.s.buffersCreated++;
+      this.s.peakAllocated = Math.max(this.s.peakAllocated, this.s.allocated);
+    }
+    this.s.inUse += cls;
+    this.s.peakInUse = Math.max(this.s.peakInUse, this.s.inUse);
+    return buf;
+  }
+
+  /** Returns a buffer for reuse. */
+  release(buf: GPUBuffer): void {
+    const cls = this.sizes.get(buf)!;
+    this.s.inUse -= cls;
+    let list = this.free.get(cls);
+    if (!list) this.free.set(cls, list = []);
+    list.push(buf);
+  }
+
+  /** Destroys every cached (unused) buffer. */
+  trim(): void {
+    for (const list of this.free.values()) {
+      for (const b of list) {
+        this.s.allocated -= this.sizes.get(b)!;
+        b.destroy();
+      }
+    }
+    this.free.clear();
+  }
+
+  /** Memory counters. */
+  stats(): MemoryStats {
+    return { ...this.s };
+  }
+
+  /** Starts a new peak measurement at the current values. */
+  resetPeak(): void {
+    this.s.peakInUse = this.s.inUse;
+    this.s.peakAllocated = this.s.allocated;
+  }
+}
+
+/** Counters of the command batcher, for tests and logging. */
+export interface BatchStats {
+  dispatches: number;
+  submits: number;
+  pipelinesCompiled: number;
+  readbacks: number;
+}
+
+/** Error in a kernel: WGSL compilation or pipeline validation, with the kernel's name. */
+export class KernelError extends Error {
+  override name = "KernelError";
+}
+
+/** A storage binding: a whole buffer, or a byte range of it. */
+export type Binding = GPUBuffer | { buffer: GPUBuffer; offset: number; size: number };
+
+/** One GPU device with its pool, caches and batcher. Obtain it with {@linkcode getRuntime}. */
+export class Runtime {
+  readonly pool: BufferPool;
+  readonly counters: BatchStats = { dispatches: 0, submits: 0, pipelinesCompiled: 0, readbacks: 0 };
+  /** Set when the device is lost; every later call throws it. */
+  lostReason: string | null = null;
+
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly layouts = new Map<string, GPUBindGroupLayout>();
+  private readonly pendingChecks: Promise<string | null>[] = [];
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private batchCount = 0;
+  private readonly paramBuffer: GPUBuffer;
+  private readonly paramStaging: Uint32Array<ArrayBuffer>;
+  private readonly touched = new Set<GPUBuffer>();
+  private readonly debug = (Deno.env.get("KINO_DEBUG") ?? "") !== "";
+
+  constructor(readonly device: GPUDevice, readonly info: DeviceInfo) {
+    this.pool = new BufferPool(device, info.limits.maxBufferSize ?? 256 * 2 ** 20);
+    this.paramBuffer = device.createBuffer({
+      size: PARAM_SLICE * MAX_BATCH,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      label: "kino:params",
+    });
+    this.paramStaging = new Uint32Array((PARAM_SLICE * MAX_BATCH) / 4);
+    device.lost.then((i) => {
+      this.lostReason = `GPU device lost (${i.reason}): ${i.message}`;
+      if (i.reason !== "destroyed") console.error(`kino: ${this.lostReason}`);
+    });
+    device.addEventListener("uncapturederror", (e) => {
+      const msg = (e as GPUUncapturedErrorEvent).error.message;
+      console.error(`kino: uncaptured WebGPU error: ${msg}`);
+    });
+  }
+
+  /** Largest byte size one storage binding may have on this device. */
+  get maxBinding(): number {
+    return this.info.limits.maxStorageBufferBindingSize ?? 128 * 2 ** 20;
+  }
+
+  private checkAlive(): void {
+    if (this.lostReason) throw new Error(`kino: ${this.lostReason}`);
+  }
+
+  /** The compiled pipeline of a kernel (compiled on first use, then cached by its source). */
+  pipeline(spec: KernelSpec): GPUComputePipeline {
+    const key = spec.name + "\0" + JSON.stringify(spec.constants ?? {}) + "\0" + spec.code;
+    let p = this.pipelines.get(key);
+    if (p) return p;
+    const dev = this.device;
+    dev.pushErrorScope("validation");
+    const module = dev.createShaderModule({ code: spec.code, label: spec.name });
+    p = dev.createComputePipeline({
+      label: spec.name,
+      layout: dev.createPipelineLayout({ bindGroupLayouts: [this.layout(spec)] }),
+      compute: { module, entryPoint: spec.entry ?? "main", constants: spec.constants ?? {} },
+    });
+    this.pendingChecks.push(
+      dev.popErrorScope().then(async (err) => {
+        if (!err) return null;
+        const info = await module.getCompilationInfo();
+        const msgs = info.messages.map((m) => `  ${m.type} ${m.lineNum}:${m.linePos} ${m.message}`);
+        return `kernel ${spec.name} failed to compile: ${err.message}\n${msgs.join("\n")}`;
+      }),
+    );
+    this.counters.pipelinesCompiled++;
+    if (Deno.env.get("KINO_PRINT_WGSL")) console.error(`// ${spec.name}\n${spec.code}`);
+    this.pipelines.set(key, p);
+    return p;
+  }
+
+  private layout(spec: KernelSpec): GPUBindGroupLayout {
+    const key = `${spec.inputs}/${spec.outputs}`;
+    let l = this.layouts.get(key);
+    if (l) return l;
+    const entries: GPUBindGroupLayoutEntry[] = [
+      { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: "uniform" } },
+    ];
+    for (let i = 0; i < spec.inputs + spec.outputs; i++) {
+      entries.push({
+        binding: i + 1,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: { type: i < spec.inputs ? "read-only-storage" : "storage" },
+      });
+    }
+    l = this.device.createBindGroupLayout({ entries, label: `kino:layout${key}` });
+    this.layouts.set(key, l);
+    return l;
+  }
+
+  /**
+   * Records one dispatch into the open batch. Bindings are inputs then outputs, as the spec
+   * counts them; `params` are the run-time parameters (≤ 64 words).
+   */
+  dispatch(
+    spec: KernelSpec,
+    bindings: readonly Binding[],
+    params: Params | readonly number[],
+    groups: readonly [number, number, number],
+  ): void {
+    this.checkAlive();
+    if (bindings.length !== spec.inputs + spec.outputs) {
+      throw new Error(
+        `kernel ${spec.name}: expected ${spec.inputs + spec.outputs} bindings, got ${bindings.length}`,
+      );
+    }
+    const words = params instanceof Params ? params.words : params;
+    if (words.length > PARAM_WORDS) {
+      throw new Error(`kernel ${spec.name}: ${words.length} parameter words, max ${PARAM_WORDS}`);
+    }
+    const maxG = this.info.limits.maxComputeWorkgroupsPerDimension ?? 65535;
+    if (groups.some((g) => g > maxG)) {
+      throw new RangeError(
+        `kernel ${spec.name}: grid ${groups.join("x")} exceeds maxComputeWorkgroupsPerDimension = ${maxG}`,
+      );
+    }
+    if (groups.some((g) => g === 0)) return;
+    const pipeline = this.pipeline(spec);
+    if (this.batchCount >= MAX_BATCH) this.flush();
+    if (!this.encoder) {
+      this.encoder = this.device.createCommandEncoder({ label: "kino:batch" });
+      this.pass = this.encoder.beginComputePass({ label: "kino:pass" });
+    }
+    const slot = this.batchCount++;
+    this.paramStaging.set(words, (slot * PARAM_SLICE) / 4);
+    const entries: GPUBindGroupEntry[] = [
+      { binding: 0, resource: { buffer: this.paramBuffer, offset: slot * PARAM_SLICE, size: PARAM_SLICE } },
+    ];
+    bindings.forEach((b, i) => {
+      const buffer = b instanceof GPUBuffer ? b : b.buffer;
+      this.touched.add(buffer);
+      entries.push({ binding: i + 1, resource: b instanceof GPUBuffer ? { buffer: b } : b });
+    });
+    const bg = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const pass = this.pass!;
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bg);
+    pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    this.counters.dispatches++;
+    if (this.debug) console.error(`kino: dispatch ${spec.name} grid ${groups.join("x")}`);
+  }
+
+  /** Records a buffer-to-buffer copy (ends the open pass; cheap). */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    this.checkAlive();
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder({ label: "kino:batch" });
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    this.touched.add(src).add(dst);
+    this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    this.pass = this.encoder.beginComputePass({ label: "kino:pass" });
+  }
+
+  /** Submits everything recorded so far (no wait). */
+  flush(): void {
+    if (!this.encoder) return;
+    this.pass?.end();
+    this.pass = null;
+    if (this.batchCount > 0) {
+      this.device.queue.writeBuffer(
+        this.paramBuffer,
+        0,
+        this.paramStaging,
+        0,
+        (this.batchCount * PARAM_SLICE) / 4,
+      );
+    }
+    this.device.queue.submit([this.encoder.finish()]);
+    this.encoder = null;
+    this.batchCount = 0;
+    this.touched.clear();
+    this.counters.submits++;
+  }
+
+  /**
+   * Writes CPU data into a buffer. If the open batch uses that buffer, the batch is submitted
+   * first, since queue writes land before commands that are still being recorded.
+   */
+  write(buffer: GPUBuffer, byteOffset: number, data: ArrayBufferView): void {
+    this.checkAlive();
+    if (this.touched.has(buffer)) this.flush();
+    const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+    const aligned = bytes.byteLength & 3 ? copyPadded(bytes) : bytes;
+    this.device.queue.writeBuffer(buffer, byteOffset, aligned);
+  }
+
+  /** Copies `bytes` bytes from a buffer to the CPU: submits the batch and waits for the GPU. */
+  async read(buffer: GPUBuffer, byteOffset: number, bytes: number): Promise<ArrayBuffer> {
+    this.checkAlive();
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.device.createBuffer({
+      size: Math.max(size, 4),
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      label: "kino:readback",
+    });
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder({ label: "kino:batch" });
+    this.pass?.end();
+    this.pass = null;
+    this.encoder.copyBufferToBuffer(buffer, byteOffset, staging, 0, size);
+    this.flush();
+    this.counters.readbacks++;
+    await this.checkErrors();
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      this.checkAlive();
+      throw e;
+    }
+    const out = staging.getMappedRange().slice(0, bytes);
+    staging.unmap();
+    staging.destroy();
+    return out;
+  }
+
+  /** Awaits pending shader-compilation checks and throws the first failure with its kernel name. */
+  async checkErrors(): Promise<void> {
+    if (this.pendingChecks.length === 0) return;
+    const results = await Promise.all(this.pendingChecks.splice(0));
+    const bad = results.find((r) => r !== null);
+    if (bad) throw new KernelError(bad);
+  }
+
+  /** Submits and waits until the GPU has finished all work. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.checkErrors();
+    await this.device.queue.onSubmittedWorkDone();
+    this.checkAlive();
+  }
+}
+
+function copyPadded(b: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(Math.ceil(b.byteLength / 4) * 4);
+  out.set(b);
+  return out;
+}
+
+let current: Runtime | null = null;
+let pending: Promise<Runtime> | null = null;
+
+/**
+ * Initialises the engine on the best available GPU (once; later calls return the same runtime).
+ *
+ * @example
+ * ```ts ignore
+ * const rt = await init();
+ * console.log(rt.info.name);
+ * ```
+ */
+export function init(options: DeviceOptions = {}): Promise<Runtime> {
+  if (current && !current.lostReason) return Promise.resolve(current);
+  if (!pending) {
+    pending = requestGpuDevice(options).then(({ device, info }) => {
+      current = new Runtime(device, info);
+      pending = null;
+      return current;
+    }, (e) => {
+      pending = null;
+      throw e;
+    });
+  }
+  return pending;
+}
+
+/** The initialised runtime; throws if {@linkcode init} has not completed. */
+export function runtime(): Runtime {
+  if (!current) throw new Error("kino: call `await init()` before running tensor ops");
+  return current;
+}
+
+/** Destroys the device (tests call this at the end). */
+export function shutdown(): void {
+  if (current) {
+    current.flush();
+    current.pool.trim();
+    current.device.destroy();
+    current = null;
+  }
+}

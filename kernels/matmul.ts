@@ -1,0 +1,317 @@
+/**
+ * Batched matrix multiply: `out[b] = op(A[b]) · op(B[b]) (+ bias)`, f32.
+ *
+ * Each invocation computes a `tm × tn` register block of the output (accumulated in `vec4`s, the
+ * reduction unrolled by 4); a workgroup is `wgX × wgY` invocations. There is no workgroup memory:
+ * on CPU adapters (llvmpipe) register tiles with vec4 loads beat tiles in workgroup memory with
+ * barriers. The tile shape is compiled in (part of {@linkcode MatmulConfig}); shapes, strides and
+ * offsets are run-time parameters.
+ *
+ * Each operand is read as `vec4`s along its contiguous dimension when its offset, row stride and
+ * batch stride are multiples of 4 (`vecA` / `vecB`), else with scalar loads. Vector reads never
+ * leave the stored rows: along the non-reduction dimension the vector start is clamped into the
+ * matrix (the extra lanes fall in the row padding `ld ≥ ceil4(dim)` and only feed discarded outputs),
+ * and along the reduction dimension only whole vectors are read in the main loop; the last
+ * `k % 4` steps run as a scalar tail.
+ *
+ * @module
+ */
+import type { KernelSpec } from "../engine/kernel.ts";
+import { paramsWGSL, Params } from "../engine/kernel.ts";
+import type { Runtime } from "../engine/runtime.ts";
+
+/** A compiled variant of the matmul kernel. */
+export interface MatmulConfig {
+  /** A is stored `[k, m]` (else `[m, k]`). */
+  transA: boolean;
+  /** B is stored `[n, k]` (else `[k, n]`). */
+  transB: boolean;
+  /** Adds a length-`n` bias to every output row. */
+  bias: boolean;
+  /** A is read as vec4s (needs its offset, row stride and batch stride to be multiples of 4). */
+  vecA?: boolean;
+  /** B is read as vec4s (same condition). */
+  vecB?: boolean;
+  /** Output rows per invocation (multiple of 4). */
+  tm?: number;
+  /** Output columns per invocation (multiple of 4). */
+  tn?: number;
+  /** Invocations per workgroup along n. */
+  wgX?: number;
+  /** Invocations per workgroup along m. */
+  wgY?: number;
+  /** Accumulate with WGSL `fma` (else `acc + a * b`). */
+  fma?: boolean;
+}
+
+/** Tile shape used when a config leaves it out (the fastest measured on llvmpipe). */
+export const DEFAULT_TILE = { tm: 4, tn: 4, wgX: 8, wgY: 1, fma: false } as const;
+
+type FullConfig = Required<MatmulConfig>;
+
+function full(cfg: MatmulConfig): FullConfig {
+  return {
+    transA: cfg.transA,
+    transB: cfg.transB,
+    bias: cfg.bias,
+    vecA: cfg.vecA ?? false,
+    vecB: cfg.vecB ?? false,
+    tm: cfg.tm ?? DEFAULT_TILE.tm,
+    tn: cfg.tn ?? DEFAULT_TILE.tn,
+    wgX: cfg.wgX ?? DEFAULT_TILE.wgX,
+    wgY: cfg.wgY ?? DEFAULT_TILE.wgY,
+    fma: cfg.fma ?? DEFAULT_TILE.fma,
+  };
+}
+
+const cache = new Map<string, KernelSpec>();
+
+/** Parameter word layout (see {@linkcode encodeMatmul}). */
+const P_M = 0, P_N = 1, P_K = 2, P_LDA = 3, P_LDB = 4, P_AOFF = 5, P_BOFF = 6, P_OOFF = 7;
+const P_ASTR = 8, P_BSTR = 9, P_BIAS = 10;
+
+/** The WGSL kernel of a config (built once per distinct config). */
+export function matmulKernel(cfg: MatmulConfig): KernelSpec {
+  const c = full(cfg);
+  if (c.tm % 4 !== 0 || c.tn % 4 !== 0 || c.tm < 4 || c.tn < 4) {
+    throw new RangeError(`matmul: tm and tn must be positive multiples of 4 (got ${c.tm}x${c.tn})`);
+  }
+  if (!(c.wgX >= 1 && c.wgY >= 1 && Number.isInteger(c.wgX) && Number.isInteger(c.wgY))) {
+    throw new RangeError(`matmul: bad workgroup ${c.wgX}x${c.wgY}`);
+  }
+  const key = JSON.stringify(c);
+  let spec = cache.get(key);
+  if (!spec) {
+    const name = `matmul_${c.transA ? "t" : "n"}${c.transB ? "t" : "n"}${c.vecA ? "v" : "s"}` +
+      `${c.vecB ? "v" : "s"}${c.bias ? "_bias" : ""}_${c.tm}x${c.tn}_wg${c.wgX}x${c.wgY}${c.fma ? "_fma" : ""}`;
+    spec = { name, code: buildWGSL(c), inputs: c.bias ? 3 : 2, outputs: 1 };
+    cache.set(key, spec);
+  }
+  return spec;
+}
+
+/** Repeats `f(i)` for i in [0, n) and joins the results. */
+function rep(n: number, f: (i: number) => string, sep = "\n"): string {
+  return Array.from({ length: n }, (_, i) => f(i)).join(sep);
+}
+
+function buildWGSL(c: FullConfig): string {
+  const { tm, tn, transA, transB, vecA, vecB } = c;
+  const tn4 = tn / 4, tm4 = tm / 4;
+  const L: string[] = [];
+
+  // --- Loads of one k-step of 4: names a_<r>_<kk> (scalars) and b_<kk>_<g> (vec4 over 4 columns).
+  // A element (row r, k step kk) as an expression over the loaded registers.
+  let loadA: string; // statements that load one k-step of 4 from A at reduction index k0
+  let aElem: (r: number, kk: number) => string;
+  if (!transA && vecA) {
+    // [m,k] as vec4 along k: one vec4 per row.
+    loadA = rep(tm, (r) => `    let va${r} = A[ar${r} + kq];`);
+    aElem = (r, kk) => `va${r}[${kk}]`;
+  } else if (!transA) {
+    loadA = rep(tm, (r) => rep(4, (kk) => `    let a${r}_${kk} = A[ar${r} + k0 + ${kk}u];`));
+    aElem = (r, kk) => `a${r}_${kk}`;
+  } else if (vecA) {
+    // [k,m] as vec4 along m: one vec4 per (k, group of 4 rows).
+    loadA = rep(4, (kk) => rep(tm4, (g) => `    let va${kk}_${g} = A[ag${g} + (k0 + ${kk}u) * lda4];`));
+    aElem = (r, kk) => `va${kk}_${r >> 2}[${r & 3}]`;
+  } else {
+    loadA = rep(4, (kk) => rep(tm, (r) => `    let a${r}_${kk} = A[ar${r} + (k0 + ${kk}u) * lda];`));
+    aElem = (r, kk) => `a${r}_${kk}`;
+  }
+  let loadB: string;
+  let bVec: (kk: number, g: number) => string; // vec4 of B[k0+kk, col0+4g .. +3]
+  if (!transB && vecB) {
+    loadB = rep(4, (kk) => rep(tn4, (g) => `    let vb${kk}_${g} = B[bg${g} + (k0 + ${kk}u) * ldb4];`));
+    bVec = (kk, g) => `vb${kk}_${g}`;
+  } else if (!transB) {
+    loadB = rep(4, (kk) => rep(tn, (j) => `    let b${kk}_${j} = B[bc${j} + (k0 + ${kk}u) * ldb];`));
+    bVec = (kk, g) => `vec4<f32>(${rep(4, (i) => `b${kk}_${4 * g + i}`, ", ")})`;
+  } else if (vecB) {
+    // [n,k] as vec4 along k: one vec4 per column.
+    loadB = rep(tn, (j) => `    let vb${j} = B[bc${j} + kq];`);
+    bVec = (kk, g) => `vec4<f32>(${rep(4, (i) => `vb${4 * g + i}[${kk}]`, ", ")})`;
+  } else {
+    loadB = rep(tn, (j) => rep(4, (kk) => `    let b${kk}_${j} = B[bc${j} + k0 + ${kk}u];`));
+    bVec = (kk, g) => `vec4<f32>(${rep(4, (i) => `b${kk}_${4 * g + i}`, ", ")})`;
+  }
+  // a (scalar) * b (vec4) + c (vec4)
+  const mad = (a: string, b: string, acc: string) =>
+    c.fma ? `fma(vec4<f32>(${a}), ${b}, ${acc})` : `${acc} + ${a} * ${b}`;
+  const fmaStep = rep(4, (kk) =>
+    rep(tm, (r) =>
+      rep(tn4, (g) => `    acc${r}_${g} = ${mad(`${aElem(r, kk)}`, bVec(kk, g), `acc${r}_${g}`)};`)
+    )
+  );
+
+  // Scalar accessors for the k tail (and any element-wise access to a vec4 array).
+  const getA = vecA ? "A[i >> 2u][i & 3u]" : "A[i]";
+  const getB = vecB ? "B[i >> 2u][i & 3u]" : "B[i]";
+
+  L.push(paramsWGSL(12));
+  L.push(`@group(0) @binding(1) var<storage, read> A: array<${vecA ? "vec4<f32>" : "f32"}>;`);
+  L.push(`@group(0) @binding(2) var<storage, read> B: array<${vecB ? "vec4<f32>" : "f32"}>;`);
+  if (c.bias) L.push(`@group(0) @binding(3) var<storage, read> BIAS: array<f32>;`);
+  L.push(`@group(0) @binding(${c.bias ? 4 : 3}) var<storage, read_write> OUT: array<f32>;`);
+  L.push(`fn getA(i: u32) -> f32 { return ${getA}; }`);
+  L.push(`fn getB(i: u32) -> f32 { return ${getB}; }`);
+  L.push(`
+@compute @workgroup_size(${c.wgX}, ${c.wgY}, 1)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let M = pu(${P_M}u); let N = pu(${P_N}u); let K = pu(${P_K}u);
+  let lda = pu(${P_LDA}u); let ldb = pu(${P_LDB}u);
+  let batch = wg.z;
+  let aBase = pu(${P_AOFF}u) + batch * pu(${P_ASTR}u);
+  let bBase = pu(${P_BOFF}u) + batch * pu(${P_BSTR}u);
+  let row0 = (${c.wgY === 1 ? "wg.y" : `wg.y * ${c.wgY}u + lid.y`}) * ${tm}u;
+  let col0 = (${c.wgX === 1 ? "wg.x" : `wg.x * ${c.wgX}u + lid.x`}) * ${tn}u;
+  if (row0 >= M || col0 >= N) { return; }`);
+  // Per-row / per-column base indices (clamped into the matrix; clamped ones are never stored).
+  if (!transA) {
+    L.push(rep(tm, (r) => `  let ar${r} = ${vecA ? "(" : ""}aBase + min(row0 + ${r}u, M - 1u) * lda${vecA ? ") >> 2u" : ""};`));
+  } else if (vecA) {
+    L.push(`  let lda4 = lda >> 2u;`);
+    L.push(rep(tm4, (g) => `  let ag${g} = (aBase + min(row0 + ${4 * g}u, (M - 1u) & ~3u)) >> 2u;`));
+  } else {
+    L.push(rep(tm, (r) => `  let ar${r} = aBase + min(row0 + ${r}u, M - 1u);`));
+  }
+  if (transB) {
+    L.push(rep(tn, (j) => `  let bc${j} = ${vecB ? "(" : ""}bBase + min(col0 + ${j}u, N - 1u) * ldb${vecB ? ") >> 2u" : ""};`));
+  } else if (vecB) {
+    L.push(`  let ldb4 = ldb >> 2u;`);
+    L.push(rep(tn4, (g) => `  let bg${g} = (bBase + min(col0 + ${4 * g}u, (N - 1u) & ~3u)) >> 2u;`));
+  } else {
+    L.push(rep(tn, (j) => `  let bc${j} = bBase + min(col0 + ${j}u, N - 1u);`));
+  }
+  L.push(rep(tm, (r) => rep(tn4, (g) => `  var acc${r}_${g} = vec4<f32>(0.0);`)));
+  L.push(`  let K4 = K & ~3u;
+  for (var k0 = 0u; k0 < K4; k0 = k0 + 4u) {
+    let kq = k0 >> 2u;
+${loadA}
+${loadB}
+${fmaStep}
+  }
+  for (var kk = K4; kk < K; kk = kk + 1u) {`);
+  // Tail: scalar loads of one k.
+  const aIdx = (r: number) =>
+    !transA
+      ? (vecA ? `aBase + min(row0 + ${r}u, M - 1u) * lda + kk` : `ar${r} + kk`)
+      : (vecA ? `aBase + min(row0 + ${r}u, M - 1u) + kk * lda` : `ar${r} + kk * lda`);
+  const bIdx = (j: number) =>
+    transB
+      ? (vecB ? `bBase + min(col0 + ${j}u, N - 1u) * ldb + kk` : `bc${j} + kk`)
+      : (vecB ? `bBase + min(col0 + ${j}u, N - 1u) + kk * ldb` : `bc${j} + kk * ldb`);
+  L.push(rep(tm, (r) => `    let ta${r} = getA(${aIdx(r)});`));
+  L.push(rep(tn, (j) => `    let tb${j} = getB(${bIdx(j)});`));
+  L.push(rep(tm, (r) =>
+    rep(tn4, (g) =>
+      `    acc${r}_${g} = ${mad(`ta${r}`, `vec4<f32>(${rep(4, (i) => `tb${4 * g + i}`, ", ")})`, `acc${r}_${g}`)};`
+    )
+  ));
+  L.push(`  }`);
+  // Epilogue: bias, bounds-checked scalar stores.
+  if (c.bias) {
+    L.push(rep(tn4, (g) =>
+      `  let bias${g} = vec4<f32>(${rep(4, (i) => `BIAS[pu(${P_BIAS}u) + min(col0 + ${4 * g + i}u, N - 1u)]`, ", ")});`
+    ));
+  }
+  L.push(`  let oBase = pu(${P_OOFF}u) + batch * M * N;`);
+  L.push(rep(tm, (r) => {
+    const s = [`  if (row0 + ${r}u < M) {`, `    let o = oBase + (row0 + ${r}u) * N + col0;`];
+    for (let g = 0; g < tn4; g++) {
+      const v = c.bias ? `acc${r}_${g} + bias${g}` : `acc${r}_${g}`;
+      s.push(`    { let v = ${v};`);
+      for (let i = 0; i < 4; i++) {
+        const j = 4 * g + i;
+        s.push(`      if (col0 + ${j}u < N) { OUT[o + ${j}u] = v[${i}]; }`);
+      }
+      s.push(`    }`);
+    }
+    s.push(`  }`);
+    return s.join("\n");
+  }));
+  L.push(`}`);
+  return L.join("\n") + "\n";
+}
+
+/** Operands and output of one batched matmul (offsets, strides in elements). */
+export interface MatmulArgs {
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+  /** Stored `[m, k]` (or `[k, m]` when transposed) with row stride `lda`. */
+  a: GPUBuffer;
+  aOffset: number;
+  /** Elements between batch items; 0 broadcasts one matrix over the batch. */
+  aBatchStride: number;
+  lda: number;
+  /** Stored `[k, n]` (or `[n, k]` when transposed) with row stride `ldb`. */
+  b: GPUBuffer;
+  bOffset: number;
+  bBatchStride: number;
+  ldb: number;
+  /** Length-`n` vector added to every output row. */
+  bias?: { buffer: GPUBuffer; offset: number };
+  /** Dense `[batch, m, n]` output. */
+  out: GPUBuffer;
+  outOffset: number;
+  /** A is stored transposed (`[k, m]`). Default false. */
+  transA?: boolean;
+  /** B is stored transposed (`[n, k]`). Default false. */
+  transB?: boolean;
+  /** Tile override (benchmarks); default {@linkcode DEFAULT_TILE}. */
+  tile?: Partial<Pick<MatmulConfig, "tm" | "tn" | "wgX" | "wgY" | "fma">>;
+}
+
+function vecOK(offset: number, ld: number, batchStride: number, batch: number): boolean {
+  return offset % 4 === 0 && ld % 4 === 0 && (batch === 1 || batchStride % 4 === 0);
+}
+
+/** Records `out = op(A) · op(B) (+ bias)` for every batch item into the runtime's batch. */
+export function encodeMatmul(rt: Runtime, args: MatmulArgs): void {
+  const { batch, m, n, k } = args;
+  const transA = args.transA ?? false, transB = args.transB ?? false;
+  for (const [name, v] of Object.entries({ batch, m, n, k })) {
+    if (!(Number.isInteger(v) && v >= 1)) throw new RangeError(`matmul: ${name} = ${v}, need ≥ 1`);
+  }
+  if (args.lda < (transA ? m : k) || args.ldb < (transB ? k : n)) {
+    throw new RangeError(`matmul: lda = ${args.lda} / ldb = ${args.ldb} smaller than the row length`);
+  }
+  const cfg = full({
+    transA,
+    transB,
+    bias: args.bias !== undefined,
+    vecA: vecOK(args.aOffset, args.lda, args.aBatchStride, batch),
+    vecB: vecOK(args.bOffset, args.ldb, args.bBatchStride, batch),
+    ...args.tile,
+  });
+  const spec = matmulKernel(cfg);
+  const gx = Math.ceil(n / (cfg.tn * cfg.wgX));
+  const gy = Math.ceil(m / (cfg.tm * cfg.wgY));
+  const maxG = rt.info.limits.maxComputeWorkgroupsPerDimension ?? 65535;
+  if (gx > maxG || gy > maxG) {
+    throw new RangeError(`matmul: ${m}x${n} output needs grid ${gx}x${gy}, over ${maxG}`);
+  }
+  const bindings = [args.a, args.b];
+  if (args.bias) bindings.push(args.bias.buffer);
+  bindings.push(args.out);
+  // Batch runs in grid z, in chunks of at most maxG items (offsets advance per chunk).
+  for (let b0 = 0; b0 < batch; b0 += maxG) {
+    const nb = Math.min(maxG, batch - b0);
+    const p = new Params().u32(
+      m,
+      n,
+      k,
+      args.lda,
+      args.ldb,
+      args.aOffset + b0 * args.aBatchStride,
+      args.bOffset + b0 * args.bBatchStride,
+      args.outOffset + b0 * m * n,
+      args.aBatchStride,
+      args.bBatchStride,
+      args.bias?.offset ?? 0,
+    );
+    rt.dispatch(spec, bindings, p, [gx, gy, nb]);
+  }
+}
