@@ -1,9 +1,13 @@
 /**
  * The peer of Kino's benchmarks: TensorFlow.js with its WebGPU backend
- * (`@tensorflow/tfjs-core` + `@tensorflow/tfjs-backend-webgpu`, both 4.22.0), which runs in Deno 2
- * as is: no `window`/`navigator` shims, it finds `navigator.gpu` and asks for a
+ * (`npm:@tensorflow/tfjs@4.22.0` + `npm:@tensorflow/tfjs-backend-webgpu@4.22.0`). The union
+ * package `@tensorflow/tfjs` is imported rather than `@tensorflow/tfjs-core` alone because only its
+ * bundle registers the gradient functions (`tf.grads` of BatchMatMul / Conv3D fail with bare
+ * tfjs-core, whose `register_all_gradients.js` uses extensionless ESM imports that Deno cannot
+ * load); it pulls in tfjs-core 4.22.0, and its CPU/WebGL backends stay unused. Both run in Deno 2
+ * as they are: no `window`/`navigator` shims; TF.js finds `navigator.gpu` and asks for a
  * `high-performance` adapter, the same request as Kino's, so both run on the same adapter (with
- * a device each).
+ * a device each). TF.js flags are left at their defaults.
  *
  * Every timing function builds its inputs once, warms up (2 runs unless told), then times `iters`
  * back-to-back runs and returns the mean milliseconds per run. The timed region ends when the GPU
@@ -113,14 +117,12 @@ export async function initTfjs(): Promise<TfjsPeer | null> {
   if (!(globalThis.navigator as Navigator | undefined)?.gpu) {
     return fail("navigator.gpu is missing (WebGPU not available in this runtime)");
   }
-  let tf: typeof import("npm:@tensorflow/tfjs-core@4.22.0");
+  let tf: typeof import("npm:@tensorflow/tfjs@4.22.0");
   try {
-    tf = await import("npm:@tensorflow/tfjs-core@4.22.0");
-    // tfjs-core's index registers no gradients (the `@tensorflow/tfjs` bundle does this import).
-    await import("npm:@tensorflow/tfjs-core@4.22.0/dist/register_all_gradients.js");
+    tf = await import("npm:@tensorflow/tfjs@4.22.0");
     await import("npm:@tensorflow/tfjs-backend-webgpu@4.22.0");
   } catch (e) {
-    return fail(`cannot load @tensorflow/tfjs-core/-backend-webgpu@${TFJS_VERSION}: ${e}`);
+    return fail(`cannot load @tensorflow/tfjs/-backend-webgpu@${TFJS_VERSION}: ${e}`);
   }
   try {
     if (!(await tf.setBackend("webgpu")) || tf.getBackend() !== "webgpu") {
@@ -165,7 +167,7 @@ export async function initTfjs(): Promise<TfjsPeer | null> {
     return fail(`WebGPU matmul failed: ${e}`);
   }
 
-  type Tensor = import("npm:@tensorflow/tfjs-core@4.22.0").Tensor;
+  type Tensor = import("npm:@tensorflow/tfjs@4.22.0").Tensor;
   /** Builds inputs once, times `run` under tf.tidy, then disposes the inputs. */
   const bench = async (
     make: () => Tensor[],
@@ -197,8 +199,8 @@ export async function initTfjs(): Promise<TfjsPeer | null> {
     k: number,
     pad: number,
   ): Tensor => {
-    const x5 = x as import("npm:@tensorflow/tfjs-core@4.22.0").Tensor5D;
-    const f5 = f as import("npm:@tensorflow/tfjs-core@4.22.0").Tensor5D;
+    const x5 = x as import("npm:@tensorflow/tfjs@4.22.0").Tensor5D;
+    const f5 = f as import("npm:@tensorflow/tfjs@4.22.0").Tensor5D;
     if (2 * pad === k - 1) return tf.conv3d(x5, f5, 1, "same");
     if (pad === 0) return tf.conv3d(x5, f5, 1, "valid");
     const p: [number, number][] = [[0, 0], [pad, pad], [pad, pad], [pad, pad], [0, 0]];

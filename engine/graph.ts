@@ -167,7 +167,7 @@ function collect(targets: Tensor[]): Plan {
         );
       }
       const ir = rootOf(inp);
-      if (ir.storage) continue;
+      if (ir.storage || inp.storage) continue; // a view may hold the storage its base released
       let set = consumers.get(ir);
       if (!set) consumers.set(ir, set = new Set());
       set.add(node);

@@ -1,0 +1,94 @@
+/**
+ * Kino: a WebGPU compute engine for Deno that runs and trains video-diffusion models on the GPU
+ * (Open-Sora 2.0's Video DC-AE + MMDiT pipeline), with hand-written WGSL kernels, a lazy graph
+ * executor with elementwise fusion and liveness-based memory reuse, and reverse-mode autograd.
+ *
+ * Tensors are lazy: ops record a graph; work runs, batched into few GPU submits, when a tensor is
+ * read, realized, or returned from a {@linkcode tidy} scope.
+ *
+ * @example Quick start
+ * ```ts ignore
+ * import { backward, init, matmul, parameter, read, relu, sum, tensor, tidy } from "./mod.ts";
+ *
+ * await init();                                        // picks the GPU (or Mesa's llvmpipe)
+ * const x = tensor(new Float32Array([1, 2, 3, 4]), [2, 2]);
+ * const w = parameter("w", new Float32Array([0.5, -1, 1, 0.25]), [2, 2]);
+ * const loss = tidy(() => {
+ *   const l = sum(relu(matmul(x, w)));
+ *   backward(l);                                       // gradients recorded lazily...
+ *   return l;                                          // ...and computed with the forward here
+ * });
+ * console.log(await read(loss), await read(w.grad!));
+ * ```
+ *
+ * @module
+ */
+
+export { init, KernelError, runtime, shutdown } from "./engine/runtime.ts";
+export type { BatchStats, MemoryStats, Runtime } from "./engine/runtime.ts";
+export { GpuUnavailableError, requestGpuDevice } from "./engine/device.ts";
+export type { DeviceInfo, DeviceOptions } from "./engine/device.ts";
+export type { DType } from "./engine/dtype.ts";
+export type { Shape } from "./engine/shape.ts";
+export { keep, noGrad, Tensor, tidy } from "./engine/tensor.ts";
+export { realize } from "./engine/graph.ts";
+export { tensor } from "./engine/ops/create.ts";
+export { BackwardNotSupportedError, backward, detach, parameter, zeroGrad } from "./engine/autograd.ts";
+export {
+  abs,
+  add,
+  clamp,
+  copy,
+  cos,
+  div,
+  eq,
+  exp,
+  full,
+  ge,
+  gelu,
+  gt,
+  le,
+  log,
+  lt,
+  maximum,
+  minimum,
+  mul,
+  neg,
+  ones,
+  pow,
+  recip,
+  relu,
+  rsqrt,
+  sigmoid,
+  sign,
+  silu,
+  sin,
+  sqrt,
+  square,
+  sub,
+  tanh,
+  where,
+  zeros,
+} from "./engine/ops/elementwise.ts";
+export {
+  contiguous,
+  expand,
+  narrow,
+  pad,
+  permute,
+  read,
+  reshape,
+  slice,
+  transpose,
+} from "./engine/ops/movement.ts";
+export { max, mean, min, sum, variance } from "./engine/ops/reduce.ts";
+export { linear, matmul } from "./engine/ops/matmul.ts";
+export type { MatmulOptions } from "./engine/ops/matmul.ts";
+export {
+  encodeSafetensors,
+  loadSafetensors,
+  SafetensorsError,
+  SafeTensorsFile,
+  saveSafetensors,
+} from "./engine/safetensors.ts";
+export type { TensorInfo, TensorToWrite } from "./engine/safetensors.ts";
