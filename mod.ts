@@ -33,7 +33,13 @@ export type { Shape } from "./engine/shape.ts";
 export { keep, noGrad, Tensor, tidy } from "./engine/tensor.ts";
 export { realize } from "./engine/graph.ts";
 export { tensor } from "./engine/ops/create.ts";
-export { BackwardNotSupportedError, backward, detach, parameter, zeroGrad } from "./engine/autograd.ts";
+export {
+  backward,
+  BackwardNotSupportedError,
+  detach,
+  parameter,
+  zeroGrad,
+} from "./engine/autograd.ts";
 export {
   abs,
   add,
@@ -92,3 +98,11 @@ export {
   saveSafetensors,
 } from "./engine/safetensors.ts";
 export type { TensorInfo, TensorToWrite } from "./engine/safetensors.ts";
+export { cast, chunk, concat, gather, split, stack } from "./engine/ops/concat.ts";
+export { logSoftmax, softmax } from "./engine/ops/softmax.ts";
+export { groupNorm, layerNorm, rmsNorm, rmsNormChannels } from "./engine/ops/norm.ts";
+export { normalCpu, randNormal, randUniform, uniformCpu } from "./engine/ops/random.ts";
+export type { NormalOptions, Seed, UniformOptions } from "./engine/ops/random.ts";
+export { mseLoss } from "./engine/ops/loss.ts";
+export type { Reduction } from "./engine/ops/loss.ts";
+export { embedding, timestepEmbedding } from "./engine/ops/embedding.ts";

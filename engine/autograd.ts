@@ -10,7 +10,7 @@
  * @module
  */
 import { fmtShape } from "./shape.ts";
-import { keep, noGrad, type Node, releaseAtScopeEnd, Tensor } from "./tensor.ts";
+import { keep, type Node, noGrad, releaseAtScopeEnd, Tensor } from "./tensor.ts";
 import { fromData } from "./graph.ts";
 import { add, ones } from "./ops/elementwise.ts";
 
@@ -69,7 +69,9 @@ export function backward(root: Tensor, grad?: Tensor): void {
     if (seen.has(n)) continue;
     seen.add(n);
     stack.push([n, true]);
-    for (const inp of n.inputs) if (inp.requiresGrad && inp.node && !seen.has(inp.node)) stack.push([inp.node, false]);
+    for (const inp of n.inputs) {
+      if (inp.requiresGrad && inp.node && !seen.has(inp.node)) stack.push([inp.node, false]);
+    }
   }
   const grads = new Map<Tensor, Tensor>();
   const accumulate = (t: Tensor, g: Tensor) => {
@@ -91,13 +93,20 @@ export function backward(root: Tensor, grad?: Tensor): void {
           `backward: op ${n.op.name} has no backward rule; run it under noGrad or detach its inputs`,
         );
       }
-      const ins = n.op.backward({ inputs: n.inputs, outputs: n.outputs, grads: gs, attrs: n.attrs });
+      const ins = n.op.backward({
+        inputs: n.inputs,
+        outputs: n.outputs,
+        grads: gs,
+        attrs: n.attrs,
+      });
       n.inputs.forEach((inp, k) => {
         const g = ins[k];
         if (!g || !inp.requiresGrad) return;
         if (g.shape.join() !== inp.shape.join()) {
           throw new Error(
-            `internal: backward of ${n.op.name} gave ${fmtShape(g.shape)} for input ${fmtShape(inp.shape)}`,
+            `internal: backward of ${n.op.name} gave ${fmtShape(g.shape)} for input ${
+              fmtShape(inp.shape)
+            }`,
           );
         }
         if (inp.node) accumulate(inp, g);

@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { DTYPE_BYTES, type DType } from "./dtype.ts";
+import { type DType, DTYPE_BYTES } from "./dtype.ts";
 import { fmtShape, isContiguous, numel, type Shape } from "./shape.ts";
 import {
   checkAlive,

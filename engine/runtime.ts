@@ -41,7 +41,13 @@ export function sizeClass(bytes: number): number {
 export class BufferPool {
   private readonly free = new Map<number, GPUBuffer[]>();
   private readonly sizes = new WeakMap<GPUBuffer, number>();
-  private s: MemoryStats = { inUse: 0, allocated: 0, peakInUse: 0, peakAllocated: 0, buffersCreated: 0 };
+  private s: MemoryStats = {
+    inUse: 0,
+    allocated: 0,
+    peakInUse: 0,
+    peakAllocated: 0,
+    buffersCreated: 0,
+  };
 
   constructor(private readonly device: GPUDevice, private readonly maxBufferSize: number) {}
 
@@ -218,7 +224,9 @@ export class Runtime {
     this.checkAlive();
     if (bindings.length !== spec.inputs + spec.outputs) {
       throw new Error(
-        `kernel ${spec.name}: expected ${spec.inputs + spec.outputs} bindings, got ${bindings.length}`,
+        `kernel ${spec.name}: expected ${
+          spec.inputs + spec.outputs
+        } bindings, got ${bindings.length}`,
       );
     }
     const words = params instanceof Params ? params.words : params;
@@ -228,7 +236,9 @@ export class Runtime {
     const maxG = this.info.limits.maxComputeWorkgroupsPerDimension ?? 65535;
     if (groups.some((g) => g > maxG)) {
       throw new RangeError(
-        `kernel ${spec.name}: grid ${groups.join("x")} exceeds maxComputeWorkgroupsPerDimension = ${maxG}`,
+        `kernel ${spec.name}: grid ${
+          groups.join("x")
+        } exceeds maxComputeWorkgroupsPerDimension = ${maxG}`,
       );
     }
     if (groups.some((g) => g === 0)) return;
@@ -241,7 +251,10 @@ export class Runtime {
     const slot = this.batchCount++;
     this.paramStaging.set(words, (slot * PARAM_SLICE) / 4);
     const entries: GPUBindGroupEntry[] = [
-      { binding: 0, resource: { buffer: this.paramBuffer, offset: slot * PARAM_SLICE, size: PARAM_SLICE } },
+      {
+        binding: 0,
+        resource: { buffer: this.paramBuffer, offset: slot * PARAM_SLICE, size: PARAM_SLICE },
+      },
     ];
     bindings.forEach((b, i) => {
       const buffer = b instanceof GPUBuffer ? b : b.buffer;

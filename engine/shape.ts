@@ -58,7 +58,9 @@ export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
     const db = b[b.length - n + i] ?? 1;
     if (da !== db && da !== 1 && db !== 1) {
       throw new RangeError(
-        `${op}: shapes ${fmtShape(a)} and ${fmtShape(b)} cannot be broadcast (axis ${i}: ${da} vs ${db})`,
+        `${op}: shapes ${fmtShape(a)} and ${
+          fmtShape(b)
+        } cannot be broadcast (axis ${i}: ${da} vs ${db})`,
       );
     }
     out[i] = da === 1 ? db : da;

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { DTYPE_BYTES, type DType } from "./dtype.ts";
+import { type DType, DTYPE_BYTES } from "./dtype.ts";
 import { contiguousStrides, fmtShape, isContiguous, numel, type Shape } from "./shape.ts";
 import type { Runtime } from "./runtime.ts";
 
@@ -173,7 +173,9 @@ export class Tensor {
 
   /** Short description for messages: `tensor#12 [2, 3] f32`. */
   toString(): string {
-    return `tensor#${this.id}${this.name ? ` (${this.name})` : ""} ${fmtShape(this.shape)} ${this.dtype}`;
+    return `tensor#${this.id}${this.name ? ` (${this.name})` : ""} ${
+      fmtShape(this.shape)
+    } ${this.dtype}`;
   }
 }
 
@@ -239,7 +241,7 @@ export function releaseAtScopeEnd(t: Tensor): void {
 /** Tensors found in a scope's return value (a tensor, an array or a plain object of them). */
 export function collectTensors(v: unknown, out: Tensor[] = []): Tensor[] {
   if (v instanceof Tensor) out.push(v);
-  else if (Array.isArray(v)) for (const x of v) collectTensors(x, out);
+  else if (Array.isArray(v)) { for (const x of v) collectTensors(x, out); }
   else if (v && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
     for (const x of Object.values(v)) collectTensors(x, out);
   }

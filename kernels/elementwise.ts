@@ -52,9 +52,13 @@ export interface FusedProgram {
 function leafDecl(i: number, leaf: FusedLeaf, vec4: boolean): string {
   const b = i + 1;
   if (leaf.dtype === "f32") {
-    return `@group(0) @binding(${b}) var<storage, read> in${i}: array<${vec4 ? "vec4<f32>" : "f32"}>;`;
+    return `@group(0) @binding(${b}) var<storage, read> in${i}: array<${
+      vec4 ? "vec4<f32>" : "f32"
+    }>;`;
   }
-  if (leaf.dtype === "i32") return `@group(0) @binding(${b}) var<storage, read> in${i}: array<i32>;`;
+  if (leaf.dtype === "i32") {
+    return `@group(0) @binding(${b}) var<storage, read> in${i}: array<i32>;`;
+  }
   return `@group(0) @binding(${b}) var<storage, read> in${i}: array<u32>;`;
 }
 

@@ -17,7 +17,7 @@
  * @module
  */
 import type { KernelSpec } from "../engine/kernel.ts";
-import { paramsWGSL, Params } from "../engine/kernel.ts";
+import { Params, paramsWGSL } from "../engine/kernel.ts";
 import type { Runtime } from "../engine/runtime.ts";
 
 /** A compiled variant of the matmul kernel. */
@@ -83,7 +83,9 @@ export function matmulKernel(cfg: MatmulConfig): KernelSpec {
   let spec = cache.get(key);
   if (!spec) {
     const name = `matmul_${c.transA ? "t" : "n"}${c.transB ? "t" : "n"}${c.vecA ? "v" : "s"}` +
-      `${c.vecB ? "v" : "s"}${c.bias ? "_bias" : ""}_${c.tm}x${c.tn}_wg${c.wgX}x${c.wgY}${c.fma ? "_fma" : ""}`;
+      `${c.vecB ? "v" : "s"}${c.bias ? "_bias" : ""}_${c.tm}x${c.tn}_wg${c.wgX}x${c.wgY}${
+        c.fma ? "_fma" : ""
+      }`;
     spec = { name, code: buildWGSL(c), inputs: c.bias ? 3 : 2, outputs: 1 };
     cache.set(key, spec);
   }
@@ -113,19 +115,31 @@ function buildWGSL(c: FullConfig): string {
     aElem = (r, kk) => `a${r}_${kk}`;
   } else if (vecA) {
     // [k,m] as vec4 along m: one vec4 per (k, group of 4 rows).
-    loadA = rep(4, (kk) => rep(tm4, (g) => `    let va${kk}_${g} = A[ag${g} + (k0 + ${kk}u) * lda4];`));
+    loadA = rep(
+      4,
+      (kk) => rep(tm4, (g) => `    let va${kk}_${g} = A[ag${g} + (k0 + ${kk}u) * lda4];`),
+    );
     aElem = (r, kk) => `va${kk}_${r >> 2}[${r & 3}]`;
   } else {
-    loadA = rep(4, (kk) => rep(tm, (r) => `    let a${r}_${kk} = A[ar${r} + (k0 + ${kk}u) * lda];`));
+    loadA = rep(
+      4,
+      (kk) => rep(tm, (r) => `    let a${r}_${kk} = A[ar${r} + (k0 + ${kk}u) * lda];`),
+    );
     aElem = (r, kk) => `a${r}_${kk}`;
   }
   let loadB: string;
   let bVec: (kk: number, g: number) => string; // vec4 of B[k0+kk, col0+4g .. +3]
   if (!transB && vecB) {
-    loadB = rep(4, (kk) => rep(tn4, (g) => `    let vb${kk}_${g} = B[bg${g} + (k0 + ${kk}u) * ldb4];`));
+    loadB = rep(
+      4,
+      (kk) => rep(tn4, (g) => `    let vb${kk}_${g} = B[bg${g} + (k0 + ${kk}u) * ldb4];`),
+    );
     bVec = (kk, g) => `vb${kk}_${g}`;
   } else if (!transB) {
-    loadB = rep(4, (kk) => rep(tn, (j) => `    let b${kk}_${j} = B[bc${j} + (k0 + ${kk}u) * ldb];`));
+    loadB = rep(
+      4,
+      (kk) => rep(tn, (j) => `    let b${kk}_${j} = B[bc${j} + (k0 + ${kk}u) * ldb];`),
+    );
     bVec = (kk, g) => `vec4<f32>(${rep(4, (i) => `b${kk}_${4 * g + i}`, ", ")})`;
   } else if (vecB) {
     // [n,k] as vec4 along k: one vec4 per column.
@@ -138,10 +152,15 @@ function buildWGSL(c: FullConfig): string {
   // a (scalar) * b (vec4) + c (vec4)
   const mad = (a: string, b: string, acc: string) =>
     c.fma ? `fma(vec4<f32>(${a}), ${b}, ${acc})` : `${acc} + ${a} * ${b}`;
-  const fmaStep = rep(4, (kk) =>
-    rep(tm, (r) =>
-      rep(tn4, (g) => `    acc${r}_${g} = ${mad(`${aElem(r, kk)}`, bVec(kk, g), `acc${r}_${g}`)};`)
-    )
+  const fmaStep = rep(
+    4,
+    (kk) =>
+      rep(
+        tm,
+        (r) =>
+          rep(tn4, (g) =>
+            `    acc${r}_${g} = ${mad(`${aElem(r, kk)}`, bVec(kk, g), `acc${r}_${g}`)};`),
+      ),
   );
 
   // Scalar accessors for the k tail (and any element-wise access to a vec4 array).
@@ -168,18 +187,38 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   if (row0 >= M || col0 >= N) { return; }`);
   // Per-row / per-column base indices (clamped into the matrix; clamped ones are never stored).
   if (!transA) {
-    L.push(rep(tm, (r) => `  let ar${r} = ${vecA ? "(" : ""}aBase + min(row0 + ${r}u, M - 1u) * lda${vecA ? ") >> 2u" : ""};`));
+    L.push(
+      rep(
+        tm,
+        (r) =>
+          `  let ar${r} = ${vecA ? "(" : ""}aBase + min(row0 + ${r}u, M - 1u) * lda${
+            vecA ? ") >> 2u" : ""
+          };`,
+      ),
+    );
   } else if (vecA) {
     L.push(`  let lda4 = lda >> 2u;`);
-    L.push(rep(tm4, (g) => `  let ag${g} = (aBase + min(row0 + ${4 * g}u, (M - 1u) & ~3u)) >> 2u;`));
+    L.push(
+      rep(tm4, (g) => `  let ag${g} = (aBase + min(row0 + ${4 * g}u, (M - 1u) & ~3u)) >> 2u;`),
+    );
   } else {
     L.push(rep(tm, (r) => `  let ar${r} = aBase + min(row0 + ${r}u, M - 1u);`));
   }
   if (transB) {
-    L.push(rep(tn, (j) => `  let bc${j} = ${vecB ? "(" : ""}bBase + min(col0 + ${j}u, N - 1u) * ldb${vecB ? ") >> 2u" : ""};`));
+    L.push(
+      rep(
+        tn,
+        (j) =>
+          `  let bc${j} = ${vecB ? "(" : ""}bBase + min(col0 + ${j}u, N - 1u) * ldb${
+            vecB ? ") >> 2u" : ""
+          };`,
+      ),
+    );
   } else if (vecB) {
     L.push(`  let ldb4 = ldb >> 2u;`);
-    L.push(rep(tn4, (g) => `  let bg${g} = (bBase + min(col0 + ${4 * g}u, (N - 1u) & ~3u)) >> 2u;`));
+    L.push(
+      rep(tn4, (g) => `  let bg${g} = (bBase + min(col0 + ${4 * g}u, (N - 1u) & ~3u)) >> 2u;`),
+    );
   } else {
     L.push(rep(tn, (j) => `  let bc${j} = bBase + min(col0 + ${j}u, N - 1u);`));
   }
@@ -203,17 +242,29 @@ ${fmaStep}
       : (vecB ? `bBase + min(col0 + ${j}u, N - 1u) + kk * ldb` : `bc${j} + kk * ldb`);
   L.push(rep(tm, (r) => `    let ta${r} = getA(${aIdx(r)});`));
   L.push(rep(tn, (j) => `    let tb${j} = getB(${bIdx(j)});`));
-  L.push(rep(tm, (r) =>
-    rep(tn4, (g) =>
-      `    acc${r}_${g} = ${mad(`ta${r}`, `vec4<f32>(${rep(4, (i) => `tb${4 * g + i}`, ", ")})`, `acc${r}_${g}`)};`
-    )
-  ));
+  L.push(
+    rep(tm, (r) =>
+      rep(tn4, (g) =>
+        `    acc${r}_${g} = ${
+          mad(
+            `ta${r}`,
+            `vec4<f32>(${rep(4, (i) => `tb${4 * g + i}`, ", ")})`,
+            `acc${r}_${g}`,
+          )
+        };`)),
+  );
   L.push(`  }`);
   // Epilogue: bias, bounds-checked scalar stores.
   if (c.bias) {
-    L.push(rep(tn4, (g) =>
-      `  let bias${g} = vec4<f32>(${rep(4, (i) => `BIAS[pu(${P_BIAS}u) + min(col0 + ${4 * g + i}u, N - 1u)]`, ", ")});`
-    ));
+    L.push(
+      rep(
+        tn4,
+        (g) =>
+          `  let bias${g} = vec4<f32>(${
+            rep(4, (i) => `BIAS[pu(${P_BIAS}u) + min(col0 + ${4 * g + i}u, N - 1u)]`, ", ")
+          });`,
+      ),
+    );
   }
   L.push(`  let oBase = pu(${P_OOFF}u) + batch * M * N;`);
   L.push(rep(tm, (r) => {
@@ -276,7 +327,9 @@ export function encodeMatmul(rt: Runtime, args: MatmulArgs): void {
     if (!(Number.isInteger(v) && v >= 1)) throw new RangeError(`matmul: ${name} = ${v}, need ≥ 1`);
   }
   if (args.lda < (transA ? m : k) || args.ldb < (transB ? k : n)) {
-    throw new RangeError(`matmul: lda = ${args.lda} / ldb = ${args.ldb} smaller than the row length`);
+    throw new RangeError(
+      `matmul: lda = ${args.lda} / ldb = ${args.ldb} smaller than the row length`,
+    );
   }
   const cfg = full({
     transA,

@@ -20,7 +20,11 @@ export const REDUCE_WG = 64;
 /** The reduce ops a kernel can apply. */
 export type ReduceKind = "sum" | "max" | "min";
 
-const INIT: Record<ReduceKind, string> = { sum: "0.0", max: "-3.4028234663852886e38", min: "3.4028234663852886e38" };
+const INIT: Record<ReduceKind, string> = {
+  sum: "0.0",
+  max: "-3.4028234663852886e38",
+  min: "3.4028234663852886e38",
+};
 const COMB: Record<ReduceKind, (a: string, b: string) => string> = {
   sum: (a, b) => `${a} + ${b}`,
   max: (a, b) => `max(${a}, ${b})`,

@@ -41,7 +41,9 @@ export function assertClose(
   const { atol = 1e-5, rtol = 1e-5, shape, label = "" } = opts;
   if (actual.length !== expected.length) {
     throw new Error(
-      `${label}: length ${actual.length} != expected ${expected.length}${shape ? ` (shape [${shape}])` : ""}`,
+      `${label}: length ${actual.length} != expected ${expected.length}${
+        shape ? ` (shape [${shape}])` : ""
+      }`,
     );
   }
   const bad: string[] = [];

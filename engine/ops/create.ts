@@ -39,7 +39,9 @@ export function tensor(
     u32: "Uint32Array",
   };
   if (arr.constructor.name !== expected[dt]) {
-    throw new TypeError(`tensor: dtype ${dt} needs a ${expected[dt]}, got a ${arr.constructor.name}`);
+    throw new TypeError(
+      `tensor: dtype ${dt} needs a ${expected[dt]}, got a ${arr.constructor.name}`,
+    );
   }
   return fromData(arr, shape, dt);
 }

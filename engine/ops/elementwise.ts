@@ -86,12 +86,18 @@ fn k_gelu_erf_grad(x: VT) -> VT {
 fn k_silu_grad(x: VT) -> VT { let s = k_sigmoid(x); return s * (1.0 + x * (1.0 - s)); }
 `;
 
-function u(name: string, expr: (a: string) => string, grad?: (x: Tensor, y: Tensor, g: Tensor) => Tensor): Ew {
+function u(
+  name: string,
+  expr: (a: string) => string,
+  grad?: (x: Tensor, y: Tensor, g: Tensor) => Tensor,
+): Ew {
   return ew({
     name,
     expr: (a) => expr(a[0]!),
     helpers: GELU_HELPERS,
-    backward: grad ? ({ inputs, outputs, grads }) => [grad(inputs[0]!, outputs[0]!, grads[0]!)] : undefined,
+    backward: grad
+      ? ({ inputs, outputs, grads }) => [grad(inputs[0]!, outputs[0]!, grads[0]!)]
+      : undefined,
   });
 }
 
@@ -111,11 +117,23 @@ const OPS: Record<string, Ew> = {
   tanh: u("tanh", (a) => `k_tanh(${a})`, (_x, y, g) => mul(g, sub(1, square(y)))),
   sigmoid: u("sigmoid", (a) => `k_sigmoid(${a})`, (_x, y, g) => mul(g, mul(y, sub(1, y)))),
   relu: u("relu", (a) => `max(${a}, VT(0.0))`, (x, _y, g) => mul(g, gt(x, 0))),
-  silu: u("silu", (a) => `(${a} * k_sigmoid(${a}))`, (x, _y, g) => mul(g, unary(OPS.siluGrad!, x, undefined))),
+  silu: u(
+    "silu",
+    (a) => `(${a} * k_sigmoid(${a}))`,
+    (x, _y, g) => mul(g, unary(OPS.siluGrad!, x, undefined)),
+  ),
   siluGrad: u("silu_grad", (a) => `k_silu_grad(${a})`),
-  geluTanh: u("gelu_tanh", (a) => `k_gelu_tanh(${a})`, (x, _y, g) => mul(g, unary(OPS.geluTanhGrad!, x, undefined))),
+  geluTanh: u(
+    "gelu_tanh",
+    (a) => `k_gelu_tanh(${a})`,
+    (x, _y, g) => mul(g, unary(OPS.geluTanhGrad!, x, undefined)),
+  ),
   geluTanhGrad: u("gelu_tanh_grad", (a) => `k_gelu_tanh_grad(${a})`),
-  geluErf: u("gelu_erf", (a) => `k_gelu_erf(${a})`, (x, _y, g) => mul(g, unary(OPS.geluErfGrad!, x, undefined))),
+  geluErf: u(
+    "gelu_erf",
+    (a) => `k_gelu_erf(${a})`,
+    (x, _y, g) => mul(g, unary(OPS.geluErfGrad!, x, undefined)),
+  ),
   geluErfGrad: u("gelu_erf_grad", (a) => `k_gelu_erf_grad(${a})`),
 };
 
@@ -124,37 +142,69 @@ function cube(x: Tensor): Tensor {
 }
 
 /** Identity copy (materializes a view densely when consumed by a kernel op). */
-export function copy(x: Tensor): Tensor { return unary(OPS.copy!, x, undefined); }
+export function copy(x: Tensor): Tensor {
+  return unary(OPS.copy!, x, undefined);
+}
 /** -x */
-export function neg(x: Tensor): Tensor { return unary(OPS.neg!, x, undefined); }
+export function neg(x: Tensor): Tensor {
+  return unary(OPS.neg!, x, undefined);
+}
 /** |x| */
-export function abs(x: Tensor): Tensor { return unary(OPS.abs!, x, undefined); }
+export function abs(x: Tensor): Tensor {
+  return unary(OPS.abs!, x, undefined);
+}
 /** sign(x) ∈ {-1, 0, 1} (no gradient). */
-export function sign(x: Tensor): Tensor { return unary(OPS.sign!, x, undefined); }
+export function sign(x: Tensor): Tensor {
+  return unary(OPS.sign!, x, undefined);
+}
 /** e^x */
-export function exp(x: Tensor): Tensor { return unary(OPS.exp!, x, undefined); }
+export function exp(x: Tensor): Tensor {
+  return unary(OPS.exp!, x, undefined);
+}
 /** Natural logarithm. */
-export function log(x: Tensor): Tensor { return unary(OPS.log!, x, undefined); }
+export function log(x: Tensor): Tensor {
+  return unary(OPS.log!, x, undefined);
+}
 /** √x */
-export function sqrt(x: Tensor): Tensor { return unary(OPS.sqrt!, x, undefined); }
+export function sqrt(x: Tensor): Tensor {
+  return unary(OPS.sqrt!, x, undefined);
+}
 /** 1/√x */
-export function rsqrt(x: Tensor): Tensor { return unary(OPS.rsqrt!, x, undefined); }
+export function rsqrt(x: Tensor): Tensor {
+  return unary(OPS.rsqrt!, x, undefined);
+}
 /** x² */
-export function square(x: Tensor): Tensor { return unary(OPS.square!, x, undefined); }
+export function square(x: Tensor): Tensor {
+  return unary(OPS.square!, x, undefined);
+}
 /** 1/x */
-export function recip(x: Tensor): Tensor { return unary(OPS.recip!, x, undefined); }
+export function recip(x: Tensor): Tensor {
+  return unary(OPS.recip!, x, undefined);
+}
 /** sin(x) */
-export function sin(x: Tensor): Tensor { return unary(OPS.sin!, x, undefined); }
+export function sin(x: Tensor): Tensor {
+  return unary(OPS.sin!, x, undefined);
+}
 /** cos(x) */
-export function cos(x: Tensor): Tensor { return unary(OPS.cos!, x, undefined); }
+export function cos(x: Tensor): Tensor {
+  return unary(OPS.cos!, x, undefined);
+}
 /** tanh(x) */
-export function tanh(x: Tensor): Tensor { return unary(OPS.tanh!, x, undefined); }
+export function tanh(x: Tensor): Tensor {
+  return unary(OPS.tanh!, x, undefined);
+}
 /** 1 / (1 + e^-x) */
-export function sigmoid(x: Tensor): Tensor { return unary(OPS.sigmoid!, x, undefined); }
+export function sigmoid(x: Tensor): Tensor {
+  return unary(OPS.sigmoid!, x, undefined);
+}
 /** max(x, 0) */
-export function relu(x: Tensor): Tensor { return unary(OPS.relu!, x, undefined); }
+export function relu(x: Tensor): Tensor {
+  return unary(OPS.relu!, x, undefined);
+}
 /** x · sigmoid(x) */
-export function silu(x: Tensor): Tensor { return unary(OPS.silu!, x, undefined); }
+export function silu(x: Tensor): Tensor {
+  return unary(OPS.silu!, x, undefined);
+}
 /**
  * GELU. `approximate: "tanh"` is `0.5x(1 + tanh(√(2/π)(x + 0.044715x³)))`, `"none"` the exact
  * `0.5x(1 + erf(x/√2))` (erf to 1.2e-7).
@@ -165,7 +215,11 @@ export function gelu(x: Tensor, approximate: "tanh" | "none" = "tanh"): Tensor {
 
 // ---------------------------------------------------------------- binary ops
 
-function b(name: string, expr: (a: string, b: string) => string, grad?: (a: Tensor, b: Tensor, y: Tensor, g: Tensor) => [Tensor | null, Tensor | null]): Ew {
+function b(
+  name: string,
+  expr: (a: string, b: string) => string,
+  grad?: (a: Tensor, b: Tensor, y: Tensor, g: Tensor) => [Tensor | null, Tensor | null],
+): Ew {
   return ew({
     name,
     expr: (x) => expr(x[0]!, x[1]!),
@@ -182,10 +236,26 @@ const BIN = {
   add: b("add", (x, y) => `(${x} + ${y})`, (_a, _b, _y, g) => [g, g]),
   sub: b("sub", (x, y) => `(${x} - ${y})`, (_a, _b, _y, g) => [g, neg(g)]),
   mul: b("mul", (x, y) => `(${x} * ${y})`, (a, bb, _y, g) => [mul(g, bb), mul(g, a)]),
-  div: b("div", (x, y) => `(${x} / ${y})`, (a, bb, _y, g) => [div(g, bb), neg(div(mul(g, a), square(bb)))]),
-  pow: b("pow", (x, y) => `pow(${x}, ${y})`, (a, bb, y, g) => [mul(g, mul(bb, pow(a, sub(bb, 1)))), mul(g, mul(y, log(a)))]),
-  maximum: b("maximum", (x, y) => `max(${x}, ${y})`, (a, bb, _y, g) => [mul(g, ge(a, bb)), mul(g, lt(a, bb))]),
-  minimum: b("minimum", (x, y) => `min(${x}, ${y})`, (a, bb, _y, g) => [mul(g, le(a, bb)), mul(g, gt(a, bb))]),
+  div: b(
+    "div",
+    (x, y) => `(${x} / ${y})`,
+    (a, bb, _y, g) => [div(g, bb), neg(div(mul(g, a), square(bb)))],
+  ),
+  pow: b(
+    "pow",
+    (x, y) => `pow(${x}, ${y})`,
+    (a, bb, y, g) => [mul(g, mul(bb, pow(a, sub(bb, 1)))), mul(g, mul(y, log(a)))],
+  ),
+  maximum: b(
+    "maximum",
+    (x, y) => `max(${x}, ${y})`,
+    (a, bb, _y, g) => [mul(g, ge(a, bb)), mul(g, lt(a, bb))],
+  ),
+  minimum: b(
+    "minimum",
+    (x, y) => `min(${x}, ${y})`,
+    (a, bb, _y, g) => [mul(g, le(a, bb)), mul(g, gt(a, bb))],
+  ),
   gt: b("gt", (x, y) => `select(VT(0.0), VT(1.0), ${x} > ${y})`),
   ge: b("ge", (x, y) => `select(VT(0.0), VT(1.0), ${x} >= ${y})`),
   lt: b("lt", (x, y) => `select(VT(0.0), VT(1.0), ${x} < ${y})`),
@@ -194,12 +264,18 @@ const BIN = {
 };
 
 /** Scalar-operand variants: the number travels as a uniform. */
-function bs(name: string, expr: (a: string, s: string) => string, grad?: (a: Tensor, s: number, y: Tensor, g: Tensor) => Tensor): Ew<{ s: number }> {
+function bs(
+  name: string,
+  expr: (a: string, s: string) => string,
+  grad?: (a: Tensor, s: number, y: Tensor, g: Tensor) => Tensor,
+): Ew<{ s: number }> {
   return ew<{ s: number }>({
     name,
     expr: (x, s) => expr(x[0]!, s[0]!),
     scalars: (a) => [a.s],
-    backward: grad ? ({ inputs, outputs, grads, attrs }) => [grad(inputs[0]!, attrs.s, outputs[0]!, grads[0]!)] : undefined,
+    backward: grad
+      ? ({ inputs, outputs, grads, attrs }) => [grad(inputs[0]!, attrs.s, outputs[0]!, grads[0]!)]
+      : undefined,
   });
 }
 
@@ -208,7 +284,11 @@ const SCAL = {
   rsub: bs("rsub_s", (x, s) => `(${s} - ${x})`, (_a, _s, _y, g) => neg(g)),
   mul: bs("mul_s", (x, s) => `(${x} * ${s})`, (_a, s, _y, g) => mul(g, s)),
   rdiv: bs("rdiv_s", (x, s) => `(${s} / ${x})`, (a, _s, y, g) => neg(div(mul(g, y), a))),
-  pow: bs("pow_s", (x, s) => `pow(${x}, ${s})`, (a, s, _y, g) => mul(g, mul(powScalar(a, s - 1), s))),
+  pow: bs(
+    "pow_s",
+    (x, s) => `pow(${x}, ${s})`,
+    (a, s, _y, g) => mul(g, mul(powScalar(a, s - 1), s)),
+  ),
   rpow: bs("rpow_s", (x, s) => `pow(${s}, ${x})`, (_a, s, y, g) => mul(g, mul(y, Math.log(s)))),
   maximum: bs("maximum_s", (x, s) => `max(${x}, ${s})`, (a, s, _y, g) => mul(g, ge(a, s))),
   minimum: bs("minimum_s", (x, s) => `min(${x}, ${s})`, (a, s, _y, g) => mul(g, le(a, s))),
@@ -221,7 +301,14 @@ const SCAL = {
 
 type Operand = Tensor | number;
 
-function binary(t: Ew, scalarOp: Ew<{ s: number }> | null, revOp: Ew<{ s: number }> | null, x: Operand, y: Operand, revFn?: (s: number, t: Tensor) => Tensor): Tensor {
+function binary(
+  t: Ew,
+  scalarOp: Ew<{ s: number }> | null,
+  revOp: Ew<{ s: number }> | null,
+  x: Operand,
+  y: Operand,
+  revFn?: (s: number, t: Tensor) => Tensor,
+): Tensor {
   if (typeof x === "number" && typeof y === "number") {
     throw new TypeError(`${t.name}: at least one operand must be a tensor`);
   }
@@ -234,14 +321,18 @@ function binary(t: Ew, scalarOp: Ew<{ s: number }> | null, revOp: Ew<{ s: number
 }
 
 /** x + y (broadcasting). */
-export function add(x: Operand, y: Operand): Tensor { return binary(BIN.add, SCAL.add, SCAL.add, x, y); }
+export function add(x: Operand, y: Operand): Tensor {
+  return binary(BIN.add, SCAL.add, SCAL.add, x, y);
+}
 /** x - y (broadcasting). */
 export function sub(x: Operand, y: Operand): Tensor {
   if (typeof y === "number") return unary(SCAL.add, x as Tensor, { s: -y });
   return binary(BIN.sub, null, SCAL.rsub, x, y);
 }
 /** x · y (broadcasting). */
-export function mul(x: Operand, y: Operand): Tensor { return binary(BIN.mul, SCAL.mul, SCAL.mul, x, y); }
+export function mul(x: Operand, y: Operand): Tensor {
+  return binary(BIN.mul, SCAL.mul, SCAL.mul, x, y);
+}
 /** x / y (broadcasting). */
 export function div(x: Operand, y: Operand): Tensor {
   if (typeof y === "number") return unary(SCAL.mul, x as Tensor, { s: 1 / y });
@@ -252,23 +343,41 @@ export function pow(x: Operand, y: Operand): Tensor {
   return binary(BIN.pow, SCAL.pow, SCAL.rpow, x, y);
 }
 /** x^p for a scalar p. */
-export function powScalar(x: Tensor, p: number): Tensor { return unary(SCAL.pow, x, { s: p }); }
+export function powScalar(x: Tensor, p: number): Tensor {
+  return unary(SCAL.pow, x, { s: p });
+}
 /** Elementwise maximum (the gradient goes to x where x ≥ y). */
-export function maximum(x: Operand, y: Operand): Tensor { return binary(BIN.maximum, SCAL.maximum, SCAL.maximum, x, y); }
+export function maximum(x: Operand, y: Operand): Tensor {
+  return binary(BIN.maximum, SCAL.maximum, SCAL.maximum, x, y);
+}
 /** Elementwise minimum (the gradient goes to x where x ≤ y). */
-export function minimum(x: Operand, y: Operand): Tensor { return binary(BIN.minimum, SCAL.minimum, SCAL.minimum, x, y); }
+export function minimum(x: Operand, y: Operand): Tensor {
+  return binary(BIN.minimum, SCAL.minimum, SCAL.minimum, x, y);
+}
 /** 1 where x > y else 0. */
-export function gt(x: Operand, y: Operand): Tensor { return binary(BIN.gt, SCAL.gt, SCAL.lt, x, y); }
+export function gt(x: Operand, y: Operand): Tensor {
+  return binary(BIN.gt, SCAL.gt, SCAL.lt, x, y);
+}
 /** 1 where x ≥ y else 0. */
-export function ge(x: Operand, y: Operand): Tensor { return binary(BIN.ge, SCAL.ge, SCAL.le, x, y); }
+export function ge(x: Operand, y: Operand): Tensor {
+  return binary(BIN.ge, SCAL.ge, SCAL.le, x, y);
+}
 /** 1 where x < y else 0. */
-export function lt(x: Operand, y: Operand): Tensor { return binary(BIN.lt, SCAL.lt, SCAL.rgt, x, y); }
+export function lt(x: Operand, y: Operand): Tensor {
+  return binary(BIN.lt, SCAL.lt, SCAL.rgt, x, y);
+}
 /** 1 where x ≤ y else 0. */
-export function le(x: Operand, y: Operand): Tensor { return binary(BIN.le, SCAL.le, SCAL.ge, x, y); }
+export function le(x: Operand, y: Operand): Tensor {
+  return binary(BIN.le, SCAL.le, SCAL.ge, x, y);
+}
 /** 1 where x == y else 0. */
-export function eq(x: Tensor, y: Tensor): Tensor { return nary(BIN.eq, [x, y]); }
+export function eq(x: Tensor, y: Tensor): Tensor {
+  return nary(BIN.eq, [x, y]);
+}
 /** Clamps to [lo, hi]. */
-export function clamp(x: Tensor, lo: number, hi: number): Tensor { return minimum(maximum(x, lo), hi); }
+export function clamp(x: Tensor, lo: number, hi: number): Tensor {
+  return minimum(maximum(x, lo), hi);
+}
 
 // ---------------------------------------------------------------- ternary
 

@@ -130,7 +130,9 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   checkAlive("matmul", a);
   checkAlive("matmul", b);
   if (a.rank === 0 || b.rank === 0) throw new RangeError(`matmul: scalars are not matrices`);
-  if (a.rank === 1) return reshape(matmul(reshape(a, [1, a.shape[0]!]), b, options), dropAxis(-2, a, b));
+  if (a.rank === 1) {
+    return reshape(matmul(reshape(a, [1, a.shape[0]!]), b, options), dropAxis(-2, a, b));
+  }
   if (b.rank === 1) {
     return reshape(matmul(a, reshape(b, [b.shape[0]!, 1]), options), dropAxis(-1, a, b));
   }
@@ -146,7 +148,9 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   const batchShape = broadcastShapes("matmul", a.shape.slice(0, -2), b.shape.slice(0, -2));
   const bias = options.bias;
   if (bias && (bias.rank !== 1 || bias.shape[0] !== n)) {
-    throw new RangeError(`matmul: bias ${fmtShape(bias.shape)} must be [${n}] for output width ${n}`);
+    throw new RangeError(
+      `matmul: bias ${fmtShape(bias.shape)} must be [${n}] for output width ${n}`,
+    );
   }
   // Fold a broadcast-free batch of `a` into m when b is a single matrix (one larger GEMM).
   if (b.rank === 2 && a.rank > 2 && a.contiguous) {
@@ -180,4 +184,3 @@ function dropAxis(axis: -1 | -2, a: Tensor, b: Tensor): number[] {
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   return matmul(x, transpose(weight), bias ? { bias } : {});
 }
-

@@ -19,7 +19,7 @@ import {
 import { checkAlive, type OpDef, type Tensor } from "../tensor.ts";
 import { copy } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
-import { type KernelSpec, paramsWGSL, gridFor } from "../kernel.ts";
+import { gridFor, type KernelSpec, paramsWGSL } from "../kernel.ts";
 
 const RESHAPE: OpDef<{ from: Shape }> = {
   name: "reshape",
@@ -81,7 +81,9 @@ const SLICE: OpDef<{ starts: number[]; from: Shape }> = {
   backward: ({ grads, attrs, outputs }) => [
     pad(
       grads[0]!,
-      attrs.starts.map((s, i) => [s, attrs.from[i]! - s - outputs[0]!.shape[i]!] as [number, number]),
+      attrs.starts.map((s, i) =>
+        [s, attrs.from[i]! - s - outputs[0]!.shape[i]!] as [number, number]
+      ),
     ),
   ],
 };
@@ -102,7 +104,11 @@ export function slice(x: Tensor, starts: readonly number[], ends: readonly numbe
     if (a < 0) a += n;
     if (b < 0) b += n;
     if (!(a >= 0 && b <= n && a <= b)) {
-      throw new RangeError(`slice: range ${starts[d]}:${ends[d]} is out of bounds for axis ${d} of ${fmtShape(x.shape)}`);
+      throw new RangeError(
+        `slice: range ${starts[d]}:${ends[d]} is out of bounds for axis ${d} of ${
+          fmtShape(x.shape)
+        }`,
+      );
     }
     s.push(a);
     shape.push(b - a);
@@ -132,7 +138,9 @@ export function expand(x: Tensor, shape: Shape): Tensor {
   checkAlive("expand", x);
   checkShape("expand", shape);
   const lead = shape.length - x.rank;
-  if (lead < 0) throw new RangeError(`expand: cannot expand ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
+  if (lead < 0) {
+    throw new RangeError(`expand: cannot expand ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
+  }
   const strides = shape.map((n, i) => {
     if (i < lead) return 0;
     const d = x.shape[i - lead]!;

@@ -7,7 +7,7 @@ import { apply1 } from "../graph.ts";
 import { gridFor } from "../kernel.ts";
 import { normAxes, numel } from "../shape.ts";
 import { checkAlive, type GradContext, type OpDef, type Tensor } from "../tensor.ts";
-import { type ReduceKind, reduceKernel } from "../../kernels/reduce.ts";
+import { reduceKernel, type ReduceKind } from "../../kernels/reduce.ts";
 import { div, eq, mul, square, sub } from "./elementwise.ts";
 import { contiguous, expand, permute, reshape } from "./movement.ts";
 
@@ -30,15 +30,29 @@ const REDUCE: OpDef<ReduceAttrs> = {
     const maxG = rt.info.limits.maxComputeWorkgroupsPerDimension;
     if (inner === 1) {
       const v4 = r % 4 === 0 && x.offset % 4 === 0;
-      rt.dispatch(reduceKernel(attrs.kind, v4 ? "row4" : "row"), [x.buffer, y.buffer], words, gridFor(outer, 1, maxG));
+      rt.dispatch(
+        reduceKernel(attrs.kind, v4 ? "row4" : "row"),
+        [x.buffer, y.buffer],
+        words,
+        gridFor(outer, 1, maxG),
+      );
     } else {
-      rt.dispatch(reduceKernel(attrs.kind, "col"), [x.buffer, y.buffer], words, gridFor(outer * inner, 64, maxG));
+      rt.dispatch(
+        reduceKernel(attrs.kind, "col"),
+        [x.buffer, y.buffer],
+        words,
+        gridFor(outer * inner, 64, maxG),
+      );
     }
   },
 };
 
-
-function reduce(kind: ReduceKind, x: Tensor, axes: number | readonly number[] | undefined, keepDims: boolean): Tensor {
+function reduce(
+  kind: ReduceKind,
+  x: Tensor,
+  axes: number | readonly number[] | undefined,
+  keepDims: boolean,
+): Tensor {
   checkAlive(kind, x);
   const ax = normAxes(kind, axes, x.rank);
   const outShape = x.shape.map((d, i) => (ax.includes(i) ? 1 : d));
@@ -72,7 +86,11 @@ function reduce(kind: ReduceKind, x: Tensor, axes: number | readonly number[] | 
 
 const REDUCE_OP: Record<ReduceKind, OpDef<ReduceAttrs>> = {
   // d sum / dx = 1: the gradient is broadcast back over the reduced axes
-  sum: { ...REDUCE, name: "sum", backward: ({ inputs, grads }) => [expand(grads[0]!, inputs[0]!.shape)] },
+  sum: {
+    ...REDUCE,
+    name: "sum",
+    backward: ({ inputs, grads }) => [expand(grads[0]!, inputs[0]!.shape)],
+  },
   max: { ...REDUCE, name: "max", backward: extremumGrad },
   min: { ...REDUCE, name: "min", backward: extremumGrad },
 };

@@ -152,22 +152,45 @@ for (const transA of [false, true]) {
         }
       }
     });
-    Deno.test({ name: `matmul ${tag}: batch 3, broadcast, offsets, padded strides`, ignore }, async () => {
-      let seed = 100;
-      const variants: Partial<Case>[] = [
-        // vec4 paths (offsets, strides multiple of 4)
-        { broadcastB: true, aOffset: 4, bOffset: 8, outOffset: 3, padA: 4, padB: 0, biasOffset: 5 },
-        // scalar paths (odd offsets / strides)
-        { broadcastA: true, aOffset: 1, bOffset: 3, outOffset: 5, padA: 1, padB: 3, biasOffset: 1 },
-        // mixed: vec A, scalar B
-        { broadcastA: true, aOffset: 0, bOffset: 1, padA: 0, padB: 2 },
-      ];
-      for (const v of variants) {
-        for (const [m, n, k] of [[7, 33, 257], [33, 7, 1], [257, 33, 7], [5, 6, 9]]) {
-          await runCase(rt!, { batch: 3, m: m!, n: n!, k: k!, transA, transB, bias: true, ...v }, seed++);
+    Deno.test(
+      { name: `matmul ${tag}: batch 3, broadcast, offsets, padded strides`, ignore },
+      async () => {
+        let seed = 100;
+        const variants: Partial<Case>[] = [
+          // vec4 paths (offsets, strides multiple of 4)
+          {
+            broadcastB: true,
+            aOffset: 4,
+            bOffset: 8,
+            outOffset: 3,
+            padA: 4,
+            padB: 0,
+            biasOffset: 5,
+          },
+          // scalar paths (odd offsets / strides)
+          {
+            broadcastA: true,
+            aOffset: 1,
+            bOffset: 3,
+            outOffset: 5,
+            padA: 1,
+            padB: 3,
+            biasOffset: 1,
+          },
+          // mixed: vec A, scalar B
+          { broadcastA: true, aOffset: 0, bOffset: 1, padA: 0, padB: 2 },
+        ];
+        for (const v of variants) {
+          for (const [m, n, k] of [[7, 33, 257], [33, 7, 1], [257, 33, 7], [5, 6, 9]]) {
+            await runCase(
+              rt!,
+              { batch: 3, m: m!, n: n!, k: k!, transA, transB, bias: true, ...v },
+              seed++,
+            );
+          }
         }
-      }
-    });
+      },
+    );
   }
 }
 
@@ -181,7 +204,16 @@ Deno.test({ name: "matmul: other tile shapes", ignore }, async () => {
   for (const tile of tiles) {
     for (const [transA, transB] of [[false, false], [true, true], [false, true]]) {
       for (const [m, n, k] of [[33, 7, 13], [7, 33, 20], [40, 36, 8]]) {
-        await runCase(rt!, { batch: 2, m: m!, n: n!, k: k!, transA: transA!, transB: transB!, bias: true, tile }, seed++);
+        await runCase(rt!, {
+          batch: 2,
+          m: m!,
+          n: n!,
+          k: k!,
+          transA: transA!,
+          transB: transB!,
+          bias: true,
+          tile,
+        }, seed++);
       }
     }
   }
@@ -191,10 +223,29 @@ Deno.test({ name: "matmul: same config, two shapes, one pipeline", ignore }, asy
   const r = rt!;
   // A tile shape no other test uses, so its pipeline is not cached yet.
   const tile = { tm: 4, tn: 4, wgX: 2, wgY: 2 };
-  const spec = matmulKernel({ transA: false, transB: false, bias: false, vecA: true, vecB: true, ...tile });
-  assertEquals(matmulKernel({ transA: false, transB: false, bias: false, vecA: true, vecB: true, ...tile }), spec);
+  const spec = matmulKernel({
+    transA: false,
+    transB: false,
+    bias: false,
+    vecA: true,
+    vecB: true,
+    ...tile,
+  });
+  assertEquals(
+    matmulKernel({ transA: false, transB: false, bias: false, vecA: true, vecB: true, ...tile }),
+    spec,
+  );
   const before = r.counters.pipelinesCompiled;
-  await runCase(r, { batch: 1, m: 16, n: 12, k: 8, transA: false, transB: false, bias: false, tile }, 7);
+  await runCase(r, {
+    batch: 1,
+    m: 16,
+    n: 12,
+    k: 8,
+    transA: false,
+    transB: false,
+    bias: false,
+    tile,
+  }, 7);
   assertEquals(r.counters.pipelinesCompiled, before + 1);
   const other = { batch: 2, m: 37, n: 20, k: 44, broadcastA: true, broadcastB: true, padA: 4 };
   await runCase(r, { ...other, transA: false, transB: false, bias: false, tile }, 8);
