@@ -30,6 +30,7 @@
  *   `[n,t,h,w,cin]`, filter `[k,k,k,cin,cout]` (DHWIO). `pad = (k-1)/2` uses `'same'`; any other
  *   pad is an explicit `tf.pad` then `'valid'` (the pad is timed too).
  * - `conv3dFwdBwd`: `tf.grads` of the same w.r.t. input and filter.
+ *   Its time is dominated by TF.js's Conv3DBackpropFilterV2 kernel (about 8x the forward here).
  *
  * @module
  */

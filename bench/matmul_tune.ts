@@ -8,7 +8,7 @@
  * @module
  */
 import { init } from "../engine/runtime.ts";
-import { DEFAULT_TILE, encodeMatmul, type MatmulArgs } from "../kernels/matmul.ts";
+import { encodeMatmul, type MatmulArgs, pickTile } from "../kernels/matmul.ts";
 
 type Tile = NonNullable<MatmulArgs["tile"]>;
 
@@ -41,18 +41,20 @@ const tiles: Tile[] = tileArg
   })
   : all
   ? [
+    // Explored on llvmpipe (2 threads): the bigger the register block, the faster, up to 32x32
+    // (64x32 takes minutes to compile). Workgroups wider than the SIMD width (8) or 2-D were slower.
     { tm: 4, tn: 4, wgX: 8, wgY: 1 },
-    { tm: 4, tn: 4, wgX: 16, wgY: 1 },
-    { tm: 4, tn: 4, wgX: 4, wgY: 2 },
-    { tm: 4, tn: 4, wgX: 8, wgY: 2 },
-    { tm: 4, tn: 4, wgX: 8, wgY: 4 },
-    { tm: 4, tn: 4, wgX: 8, wgY: 8 },
-    { tm: 8, tn: 4, wgX: 8, wgY: 1 },
-    { tm: 4, tn: 8, wgX: 8, wgY: 1 },
     { tm: 8, tn: 8, wgX: 8, wgY: 1 },
-    { tm: 4, tn: 4, wgX: 2, wgY: 4 },
+    { tm: 16, tn: 16, wgX: 8, wgY: 1 },
+    { tm: 16, tn: 16, wgX: 16, wgY: 1 },
+    { tm: 32, tn: 16, wgX: 8, wgY: 1 },
+    { tm: 32, tn: 24, wgX: 8, wgY: 1 },
+    { tm: 32, tn: 32, wgX: 8, wgY: 1 },
+    { tm: 32, tn: 32, wgX: 8, wgY: 1, fma: true },
+    { tm: 32, tn: 32, wgX: 16, wgY: 1 },
+    { tm: 32, tn: 32, wgX: 4, wgY: 2 },
   ]
-  : [{ ...DEFAULT_TILE }];
+  : [];
 
 for (const size of sizes) {
   const m = size, n = size, k = size;
@@ -62,7 +64,11 @@ for (const size of sizes) {
   rt.write(a, 0, init);
   rt.write(b, 0, init);
   const flop = 2 * m * n * k;
-  for (const tile of tiles) {
+  // With no tile list: the tile encodeMatmul picks for this size.
+  const list = tiles.length > 0
+    ? tiles
+    : [pickTile(m, n, rt.info.isFallback, navigator.hardwareConcurrency)];
+  for (const tile of list) {
     const run = () =>
       encodeMatmul(rt, {
         batch: 1,

@@ -10,8 +10,8 @@
  * @module
  */
 import { fmtShape } from "./shape.ts";
-import { keep, type Node, noGrad, releaseAtScopeEnd, Tensor } from "./tensor.ts";
-import { fromData } from "./graph.ts";
+import { keep, type Node, noGrad, type OpDef, releaseAtScopeEnd, Tensor } from "./tensor.ts";
+import { applyView, fromData } from "./graph.ts";
 import { add, ones } from "./ops/elementwise.ts";
 
 /** Error for an op that has no backward rule inside a graph that needs gradients. */
@@ -133,9 +133,7 @@ export function zeroGrad(params: Iterable<Tensor>): void {
 
 /** A tensor with the same value that does not carry gradients (shares storage via a view). */
 export function detach(t: Tensor): Tensor {
-  return noGrad(() => {
-    const d = new Tensor(t.shape, t.dtype, t.node, t.base, t.strides, t.offset);
-    if (t.storage) d.storage = t.storage.retain();
-    return d;
-  });
+  return noGrad(() => applyView(DETACH, t, {}, t.shape, t.strides, t.offset));
 }
+
+const DETACH: OpDef<Record<string, never>> = { name: "detach", kind: "view" };

@@ -87,6 +87,21 @@ export function fromData(
   shape: Shape,
   dtype: DType,
 ): Tensor {
+  const want = {
+    f32: Float32Array,
+    f16: Uint16Array,
+    bf16: Uint16Array,
+    i32: Int32Array,
+    u32: Uint32Array,
+  }[dtype];
+  if (!want) {
+    throw new TypeError(`tensor: unsupported dtype ${dtype} (supported: f32, f16, bf16, i32, u32)`);
+  }
+  if (!(data instanceof want)) {
+    throw new TypeError(
+      `tensor: ${data.constructor.name} given for dtype ${dtype} (expected ${want.name})`,
+    );
+  }
   const n = numel(shape);
   if (data.length !== n) {
     throw new RangeError(

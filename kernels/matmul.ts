@@ -44,8 +44,36 @@ export interface MatmulConfig {
   fma?: boolean;
 }
 
-/** Tile shape used when a config leaves it out (the fastest measured on llvmpipe). */
-export const DEFAULT_TILE = { tm: 4, tn: 4, wgX: 8, wgY: 1, fma: false } as const;
+/**
+ * Tile shape used when a config leaves it out: the fastest measured on llvmpipe (a CPU adapter
+ * where every storage load costs a per-lane scalar loop, so the work per loaded element — the
+ * register block — decides the speed; 32x32 per invocation, one SIMD-wide workgroup of 8).
+ */
+export const DEFAULT_TILE = { tm: 32, tn: 32, wgX: 8, wgY: 1, fma: false } as const;
+
+/** Tile shape for real GPUs until a workgroup-memory variant exists: small blocks, many lanes. */
+export const GPU_TILE = { tm: 4, tn: 4, wgX: 16, wgY: 8, fma: true } as const;
+
+type Tile = { tm: number; tn: number; wgX: number; wgY: number; fma: boolean };
+
+/**
+ * Tile for an `m × n` output: {@linkcode DEFAULT_TILE} on CPU adapters, shrunk (powers of two,
+ * ≥ 4) for small outputs so that little work is wasted on clamped rows / columns and there are at
+ * least `2 × threads` workgroups; {@linkcode GPU_TILE} on real GPUs.
+ */
+export function pickTile(m: number, n: number, isFallback: boolean, threads = 2): Tile {
+  if (!isFallback) return { ...GPU_TILE };
+  const t: Tile = { ...DEFAULT_TILE };
+  const fit = (v: number, max: number) => Math.min(max, Math.max(4, 2 ** Math.ceil(Math.log2(v))));
+  t.tm = fit(m, t.tm);
+  t.tn = fit(Math.ceil(n / t.wgX), t.tn);
+  const groups = () => Math.ceil(m / (t.tm * t.wgY)) * Math.ceil(n / (t.tn * t.wgX));
+  while (groups() < 2 * threads && Math.max(t.tm, t.tn) > 8) {
+    if (t.tm >= t.tn) t.tm /= 2;
+    else t.tn /= 2;
+  }
+  return t;
+}
 
 type FullConfig = Required<MatmulConfig>;
 
@@ -311,7 +339,7 @@ export interface MatmulArgs {
   transA?: boolean;
   /** B is stored transposed (`[n, k]`). Default false. */
   transB?: boolean;
-  /** Tile override (benchmarks); default {@linkcode DEFAULT_TILE}. */
+  /** Tile override (tests, benchmarks); default {@linkcode pickTile}. */
   tile?: Partial<Pick<MatmulConfig, "tm" | "tn" | "wgX" | "wgY" | "fma">>;
 }
 
@@ -337,6 +365,7 @@ export function encodeMatmul(rt: Runtime, args: MatmulArgs): void {
     bias: args.bias !== undefined,
     vecA: vecOK(args.aOffset, args.lda, args.aBatchStride, batch),
     vecB: vecOK(args.bOffset, args.ldb, args.bBatchStride, batch),
+    ...pickTile(m, n, rt.info.isFallback, navigator.hardwareConcurrency ?? 2),
     ...args.tile,
   });
   const spec = matmulKernel(cfg);

@@ -296,7 +296,6 @@ const SCAL = {
   ge: bs("ge_s", (x, s) => `select(VT(0.0), VT(1.0), ${x} >= ${s})`),
   lt: bs("lt_s", (x, s) => `select(VT(0.0), VT(1.0), ${x} < ${s})`),
   le: bs("le_s", (x, s) => `select(VT(0.0), VT(1.0), ${x} <= ${s})`),
-  rgt: bs("rgt_s", (x, s) => `select(VT(0.0), VT(1.0), ${s} > ${x})`),
 };
 
 type Operand = Tensor | number;
@@ -364,7 +363,7 @@ export function ge(x: Operand, y: Operand): Tensor {
 }
 /** 1 where x < y else 0. */
 export function lt(x: Operand, y: Operand): Tensor {
-  return binary(BIN.lt, SCAL.lt, SCAL.rgt, x, y);
+  return binary(BIN.lt, SCAL.lt, SCAL.gt, x, y);
 }
 /** 1 where x ≤ y else 0. */
 export function le(x: Operand, y: Operand): Tensor {

@@ -8,7 +8,7 @@ import { gridFor } from "../kernel.ts";
 import { normAxes, numel } from "../shape.ts";
 import { checkAlive, type GradContext, type OpDef, type Tensor } from "../tensor.ts";
 import { reduceKernel, type ReduceKind } from "../../kernels/reduce.ts";
-import { div, eq, mul, square, sub } from "./elementwise.ts";
+import { copy, div, eq, mul, square, sub } from "./elementwise.ts";
 import { contiguous, expand, permute, reshape } from "./movement.ts";
 
 interface ReduceAttrs {
@@ -57,7 +57,8 @@ function reduce(
   const ax = normAxes(kind, axes, x.rank);
   const outShape = x.shape.map((d, i) => (ax.includes(i) ? 1 : d));
   const finalShape = keepDims ? outShape : x.shape.filter((_, i) => !ax.includes(i));
-  if (ax.length === 0 || x.rank === 0) return reshape(contiguous(x), finalShape);
+  const dense = (t: Tensor) => (t.dtype === "f32" ? contiguous(t) : copy(t));
+  if (ax.length === 0 || x.rank === 0) return reshape(dense(x), finalShape);
   // Reduce a run of adjacent axes in place; otherwise move the axes last and copy.
   const adjacent = ax.every((a, i) => i === 0 || a === ax[i - 1]! + 1);
   let src: Tensor;
@@ -65,16 +66,16 @@ function reduce(
   let r: number;
   let inner: number;
   if (adjacent) {
-    src = contiguous(x);
+    src = dense(x);
     outer = numel(x.shape.slice(0, ax[0]));
     r = numel(ax.map((a) => x.shape[a]!));
     inner = numel(x.shape.slice(ax.at(-1)! + 1));
   } else {
+    // reduce the permuted tensor over its trailing axes, so the op's input and output share axes
     const keep = [...Array(x.rank).keys()].filter((i) => !ax.includes(i));
-    src = contiguous(permute(x, [...keep, ...ax]));
-    outer = numel(keep.map((a) => x.shape[a]!));
-    r = numel(ax.map((a) => x.shape[a]!));
-    inner = 1;
+    const p = permute(x, [...keep, ...ax]);
+    const trailing = ax.map((_, i) => keep.length + i);
+    return reshape(reduce(kind, p, trailing, true), finalShape);
   }
   // the kernel writes [outer, inner] densely, which is the element order of `outShape`
   const y = apply1(REDUCE_OP[kind], [src], { kind, outer, r, inner, axes: ax }, {

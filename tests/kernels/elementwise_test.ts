@@ -355,7 +355,7 @@ for (const [name, { f, a, b, tol }] of Object.entries(BINARY)) {
   });
 }
 
-// Scalar operands travel as uniforms. `lt(number, tensor)` is tested separately (KNOWN BUG below).
+// Scalar operands travel as uniforms.
 const SCALAR_OPS = [
   "add",
   "sub",
@@ -378,28 +378,24 @@ for (const name of SCALAR_OPS) {
     const dom = name === "pow" || name === "div" ? { lo: 0.5, hi: 2 } : a;
     const ins = [dense(7, 90, dom), dense(256, 91, dom), transposed(92, dom)];
     const right = ins.map((i) => f(i.t, s));
-    const left = name === "lt" ? [] : ins.map((i) => f(s, i.t));
+    const left = ins.map((i) => f(s, i.t));
     const got = await readAll([...right, ...left]);
     const ref = BINARY_REF[name]!;
     ins.forEach((inp, k) => {
       const l = `${name} ${inp.label}`;
       assertClose(got[k]!, map1(inp.ref, (v) => ref(v, s)), { ...tol, label: `${l} op ${s}` });
-      if (name !== "lt") {
-        assertClose(got[ins.length + k]!, map1(inp.ref, (v) => ref(s, v)), {
-          ...tol,
-          label: `${s} op ${l}`,
-        });
-      }
+      assertClose(got[ins.length + k]!, map1(inp.ref, (v) => ref(s, v)), {
+        ...tol,
+        label: `${s} op ${l}`,
+      });
     });
     disposeAll(ins, [...right, ...left]);
   });
 }
 
 gpuTest(
-  "KNOWN BUG: lt(number, tensor) computes number > tensor instead of number < tensor",
+  "lt(number, tensor) computes number < tensor",
   async () => {
-    // engine/ops/elementwise.ts: `lt` passes SCAL.rgt (s > x) as the reversed op; s < x is x > s,
-    // i.e. SCAL.gt. Fix: `lt(x, y) { return binary(BIN.lt, SCAL.lt, SCAL.gt, x, y); }` (and drop rgt).
     const x = fromData(new Float32Array([1, 2, 3, -1, 5]), [5], "f32");
     const got = await read(E.lt(2, x));
     assertClose(got, [0, 0, 1, 0, 1], { ...EXACT, label: "lt(2, x) = 2 < x" });

@@ -200,10 +200,13 @@ Deno.test({ name: "matmul: other tile shapes", ignore }, async () => {
     { tm: 8, tn: 4, wgX: 8, wgY: 1 },
     { tm: 4, tn: 8, wgX: 4, wgY: 2 },
     { tm: 8, tn: 8, wgX: 2, wgY: 4 },
+    { tm: 32, tn: 32, wgX: 8, wgY: 1 },
+    { tm: 16, tn: 8, wgX: 8, wgY: 1, fma: true },
+    { tm: 4, tn: 4, wgX: 16, wgY: 8, fma: true },
   ];
   for (const tile of tiles) {
     for (const [transA, transB] of [[false, false], [true, true], [false, true]]) {
-      for (const [m, n, k] of [[33, 7, 13], [7, 33, 20], [40, 36, 8]]) {
+      for (const [m, n, k] of [[33, 7, 13], [7, 33, 20], [40, 36, 8], [70, 300, 9]]) {
         await runCase(rt!, {
           batch: 2,
           m: m!,
