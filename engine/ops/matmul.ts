@@ -8,7 +8,8 @@ import { apply1 } from "../graph.ts";
 import { broadcastShapes, fmtShape, numel } from "../shape.ts";
 import { checkAlive, type OpDef, type Tensor, type TensorView } from "../tensor.ts";
 import { encodeMatmul } from "../../kernels/matmul.ts";
-import { contiguous, reshape, sumTo, transpose } from "./movement.ts";
+import { contiguous, expand, reshape, sumTo, transpose } from "./movement.ts";
+import { copy } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
 
 /** How an operand's last two axes sit in memory. */
@@ -158,8 +159,8 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     const y = matmul(a2, b, options);
     return reshape(y, [...a.shape.slice(0, -1), n]);
   }
-  const fa = layout(a, batchShape) ? a : contiguous(a);
-  const fb = layout(b, batchShape) ? b : contiguous(b);
+  const fa = operand(a, batchShape);
+  const fb = operand(b, batchShape);
   const ins = [fa, fb];
   if (bias) ins.push(contiguous(bias));
   if (m === 0 || n === 0 || k === 0) {
@@ -169,6 +170,17 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     shape: [...batchShape, m, n],
     dtype: "f32",
   });
+}
+
+/**
+ * The operand as the kernel can read it: in place when one batch stride describes it, else a
+ * dense copy (broadcast over the full batch when its batch axes mix broadcast and real strides).
+ */
+function operand(t: Tensor, batchShape: readonly number[]): Tensor {
+  if (layout(t, batchShape)) return t;
+  const c = contiguous(t);
+  if (layout(c, batchShape)) return c;
+  return copy(expand(t, [...batchShape, ...t.shape.slice(-2)]));
 }
 
 function dropAxis(axis: -1 | -2, a: Tensor, b: Tensor): number[] {
