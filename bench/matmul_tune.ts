@@ -8,7 +8,13 @@
  * @module
  */
 import { init } from "../engine/runtime.ts";
-import { encodeMatmul, type MatmulArgs, pickTile } from "../kernels/matmul.ts";
+import {
+  DEFAULT_TILE,
+  encodeMatmul,
+  type MatmulArgs,
+  OTHER_MAX_TILE,
+  pickTile,
+} from "../kernels/matmul.ts";
 
 type Tile = NonNullable<MatmulArgs["tile"]>;
 
@@ -65,9 +71,13 @@ for (const size of sizes) {
   rt.write(b, 0, init);
   const flop = 2 * m * n * k;
   // With no tile list: the tile encodeMatmul picks for this size.
-  const list = tiles.length > 0
-    ? tiles
-    : [pickTile(m, n, rt.info.isFallback, navigator.hardwareConcurrency)];
+  const list = tiles.length > 0 ? tiles : [pickTile(
+    m,
+    n,
+    rt.info.isFallback,
+    navigator.hardwareConcurrency,
+    transA || transB ? OTHER_MAX_TILE : DEFAULT_TILE.tm,
+  )];
   for (const tile of list) {
     const run = () =>
       encodeMatmul(rt, {

@@ -57,13 +57,30 @@ export const GPU_TILE = { tm: 4, tn: 4, wgX: 16, wgY: 8, fma: true } as const;
 type Tile = { tm: number; tn: number; wgX: number; wgY: number; fma: boolean };
 
 /**
- * Tile for an `m × n` output: {@linkcode DEFAULT_TILE} on CPU adapters, shrunk (powers of two,
- * ≥ 4) for small outputs so that little work is wasted on clamped rows / columns and there are at
- * least `2 × threads` workgroups; {@linkcode GPU_TILE} on real GPUs.
+ * Largest block for the other variants (transposed or scalar-load operands): at 32x32 llvmpipe
+ * takes 20-30 s to compile them (0.8 s for the plain vec4 one); 16x16 compiles in ~2 s.
  */
-export function pickTile(m: number, n: number, isFallback: boolean, threads = 2): Tile {
+export const OTHER_MAX_TILE = 16;
+
+/**
+ * Tile for an `m × n` output: {@linkcode DEFAULT_TILE} on CPU adapters (blocks capped at
+ * `maxBlock`), shrunk (powers of two, ≥ 4) for small outputs so that little work is wasted on
+ * clamped rows / columns and there are at least `2 × threads` workgroups; {@linkcode GPU_TILE}
+ * on real GPUs.
+ */
+export function pickTile(
+  m: number,
+  n: number,
+  isFallback: boolean,
+  threads = 2,
+  maxBlock: number = DEFAULT_TILE.tm,
+): Tile {
   if (!isFallback) return { ...GPU_TILE };
-  const t: Tile = { ...DEFAULT_TILE };
+  const t: Tile = {
+    ...DEFAULT_TILE,
+    tm: Math.min(DEFAULT_TILE.tm, maxBlock),
+    tn: Math.min(DEFAULT_TILE.tn, maxBlock),
+  };
   const fit = (v: number, max: number) => Math.min(max, Math.max(4, 2 ** Math.ceil(Math.log2(v))));
   t.tm = fit(m, t.tm);
   t.tn = fit(Math.ceil(n / t.wgX), t.tn);
@@ -359,13 +376,17 @@ export function encodeMatmul(rt: Runtime, args: MatmulArgs): void {
       `matmul: lda = ${args.lda} / ldb = ${args.ldb} smaller than the row length`,
     );
   }
+  const vecA = vecOK(args.aOffset, args.lda, args.aBatchStride, batch);
+  const vecB = vecOK(args.bOffset, args.ldb, args.bBatchStride, batch);
+  const plain = vecA && vecB && !transA && !transB;
+  const threads = navigator.hardwareConcurrency ?? 2;
   const cfg = full({
     transA,
     transB,
     bias: args.bias !== undefined,
-    vecA: vecOK(args.aOffset, args.lda, args.aBatchStride, batch),
-    vecB: vecOK(args.bOffset, args.ldb, args.bBatchStride, batch),
-    ...pickTile(m, n, rt.info.isFallback, navigator.hardwareConcurrency ?? 2),
+    vecA,
+    vecB,
+    ...pickTile(m, n, rt.info.isFallback, threads, plain ? DEFAULT_TILE.tm : OTHER_MAX_TILE),
     ...args.tile,
   });
   const spec = matmulKernel(cfg);
