@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { wgsl } from "npm:wgsl-preprocessor@1.0.1/wgsl-preprocessor.js";
 import { type KernelSpec, paramsWGSL } from "../engine/kernel.ts";
 
 /** Workgroup size of the row variant. */
@@ -44,9 +45,11 @@ export function reduceKernel(kind: ReduceKind, variant: "row" | "row4" | "col"):
   let k = cache.get(key);
   if (k) return k;
   const c = COMB[kind];
-  let body: string;
-  if (variant === "col") {
-    body = `@group(0) @binding(1) var<storage, read> x: array<f32>;
+  const v4 = variant === "row4";
+  // Variants through wgsl-preprocessor: #if picks the column walk, or the row walk with scalar
+  // or vec4 loads; the reduce op is spliced in as text.
+  const body = variant === "col"
+    ? wgsl`@group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -59,10 +62,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   var acc: f32 = ${INIT[kind]};
   for (var j = 0u; j < r; j++) { acc = ${c("acc", "x[base]")}; base += inner; }
   y[pu(4u) + id] = acc;
-}`;
-  } else {
-    const v4 = variant === "row4";
-    body = `@group(0) @binding(1) var<storage, read> x: array<${v4 ? "vec4<f32>" : "f32"}>;
+}`
+    : wgsl`@group(0) @binding(1) var<storage, read> x: array<${v4 ? "vec4<f32>" : "f32"}>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 var<workgroup> part: array<f32, ${REDUCE_WG}>;
 @compute @workgroup_size(${REDUCE_WG})
@@ -71,16 +72,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   let row = wg.y * nwg.x + wg.x;
   let outer = pu(0u); let r = pu(1u);
   if (row >= outer) { return; }
-  ${
-      v4
-        ? `let n4 = r / 4u; let base = pu(3u) / 4u + row * n4;
+#if ${v4}
+  let n4 = r / 4u; let base = pu(3u) / 4u + row * n4;
   var acc4 = vec4<f32>(${INIT[kind]});
   for (var j = lid; j < n4; j += ${REDUCE_WG}u) { acc4 = ${c("acc4", "x[base + j]")}; }
-  var acc: f32 = ${HORIZ[kind]("acc4")};`
-        : `let base = pu(3u) + row * r;
+  var acc: f32 = ${HORIZ[kind]("acc4")};
+#else
+  let base = pu(3u) + row * r;
   var acc: f32 = ${INIT[kind]};
-  for (var j = lid; j < r; j += ${REDUCE_WG}u) { acc = ${c("acc", "x[base + j]")}; }`
-    }
+  for (var j = lid; j < r; j += ${REDUCE_WG}u) { acc = ${c("acc", "x[base + j]")}; }
+#endif
   part[lid] = acc;
   workgroupBarrier();
   for (var s = ${REDUCE_WG / 2}u; s > 0u; s >>= 1u) {
@@ -89,7 +90,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   }
   if (lid == 0u) { y[pu(4u) + row] = part[0]; }
 }`;
-  }
   k = { name: `reduce_${kind}_${variant}`, code: paramsWGSL(8) + body, inputs: 1, outputs: 1 };
   cache.set(key, k);
   return k;
