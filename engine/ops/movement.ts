@@ -268,3 +268,27 @@ export async function read(x: Tensor): Promise<Float32Array> {
   if (c !== x) c.dispose();
   return new Float32Array(buf);
 }
+
+/**
+ * Reads several tensors with a single GPU wait (each read-back costs a full CPU-GPU sync): the
+ * values are copied into one staging buffer first. Non-f32 or strided tensors are densified.
+ */
+export async function readAll(xs: readonly Tensor[]): Promise<Float32Array[]> {
+  for (const x of xs) checkAlive("readAll", x);
+  const dense = xs.map((x) => (x.dtype === "f32" && x.contiguous ? x : copy(x)));
+  realize(dense);
+  const rt = runtime();
+  const total = dense.reduce((a, t) => a + t.size * 4, 0);
+  const buf = rt.pool.acquire(Math.max(total, 4));
+  let off = 0;
+  for (const t of dense) {
+    const v = viewOf(t);
+    if (t.size) rt.copy(v.buffer, v.offset * 4, buf, off, t.size * 4);
+    off += t.size * 4;
+  }
+  const data = new Float32Array(await rt.read(buf, 0, total));
+  rt.pool.release(buf);
+  dense.forEach((d, i) => d !== xs[i] && d.dispose());
+  off = 0;
+  return dense.map((t) => data.slice(off, off += t.size));
+}

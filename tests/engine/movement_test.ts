@@ -3,6 +3,7 @@
  * their base's storage; reshape copies when the layout forces it; pad (a kernel) handles strided
  * and offset inputs; read converts views and other dtypes. Values are exact (pure data movement).
  */
+import { readAll } from "../../engine/ops/movement.ts";
 import { fromData, realize, viewOf } from "../../engine/graph.ts";
 import { type Tensor } from "../../engine/tensor.ts";
 import {
@@ -24,27 +25,6 @@ import { assertClose, assertThrows, randomArray } from "../_assert_close.ts";
 import { gatherView, map1, padRef, permuteRef, sliceRef } from "../ref/elementwise.ts";
 
 const EXACT = { atol: 0, rtol: 0 };
-
-/** Realizes all outputs and reads them with one read-back (copies into one staging buffer). */
-async function readAll(ts: Tensor[]): Promise<Float32Array[]> {
-  const rt = gpu();
-  for (const t of ts) {
-    if (t.dtype !== "f32" || !t.contiguous) throw new Error(`readAll: ${t} is not dense f32`);
-  }
-  realize(ts);
-  const total = ts.reduce((a, t) => a + t.size * 4, 0);
-  const buf = rt.pool.acquire(Math.max(total, 4));
-  let off = 0;
-  for (const t of ts) {
-    const v = viewOf(t);
-    if (t.size) rt.copy(v.buffer, v.offset * 4, buf, off, t.size * 4);
-    off += t.size * 4;
-  }
-  const data = new Float32Array(await rt.read(buf, 0, total));
-  rt.pool.release(buf);
-  off = 0;
-  return ts.map((t) => data.slice(off, off += t.size));
-}
 
 /** Number of dispatches `fn` records. */
 function dispatches(fn: () => void): number {

@@ -13,7 +13,8 @@
  * |y·log2 x|; tanh/sigmoid/silu/GELU are built from exp (tanh as (1 - e)/(1 + e) cancels near 0,
  * hence an absolute floor); GELU-erf uses a 1.2e-7 erf approximation.
  */
-import { fromData, realize, viewOf } from "../../engine/graph.ts";
+import { readAll } from "../../engine/ops/movement.ts";
+import { fromData, realize } from "../../engine/graph.ts";
 import { type Tensor } from "../../engine/tensor.ts";
 import { expand, read, slice, transpose } from "../../engine/ops/movement.ts";
 import * as E from "../../engine/ops/elementwise.ts";
@@ -150,31 +151,6 @@ function unaryInputs(d: Domain, seed = 1): Input[] {
     f16Transposed(seed + 14, d),
     bf16Flat(seed + 15, d),
   ];
-}
-
-/**
- * Realizes all outputs in one batch and reads them back with ONE read-back (each read waits
- * ~12 ms on llvmpipe): the dense results are copied (buffer-to-buffer, no kernel) into one staging
- * buffer. Only runtime facilities are used, not the ops under test.
- */
-async function readAll(ts: Tensor[]): Promise<Float32Array[]> {
-  const rt = gpu();
-  for (const t of ts) {
-    if (t.dtype !== "f32" || !t.contiguous) throw new Error(`readAll: ${t} is not dense f32`);
-  }
-  realize(ts);
-  const total = ts.reduce((a, t) => a + t.size * 4, 0);
-  const buf = rt.pool.acquire(Math.max(total, 4));
-  let off = 0;
-  for (const t of ts) {
-    const v = viewOf(t);
-    if (t.size) rt.copy(v.buffer, v.offset * 4, buf, off, t.size * 4);
-    off += t.size * 4;
-  }
-  const data = new Float32Array(await rt.read(buf, 0, total));
-  rt.pool.release(buf);
-  off = 0;
-  return ts.map((t) => data.slice(off, off += t.size));
 }
 
 function disposeAll(inputs: Input[], outs: Tensor[] = []): void {

@@ -7,7 +7,8 @@
  * in the col kernel), so |error| ≲ R·2^-24·Σ|x| in the worst case; inputs in [-1, 1] and R ≤ 4096
  * keep it under 1e-4 absolute.
  */
-import { fromData, realize, viewOf } from "../../engine/graph.ts";
+import { readAll } from "../../engine/ops/movement.ts";
+import { fromData, realize } from "../../engine/graph.ts";
 import { type Tensor } from "../../engine/tensor.ts";
 import { read, slice, transpose } from "../../engine/ops/movement.ts";
 import { full } from "../../engine/ops/elementwise.ts";
@@ -16,27 +17,6 @@ import { f32ToF16 } from "../../engine/dtype.ts";
 import { gpu, gpuTest } from "../_gpu.ts";
 import { assertClose, type CloseOptions, randomArray } from "../_assert_close.ts";
 import { gatherView, reduceRef, type RefReduce } from "../ref/elementwise.ts";
-
-/** Realizes all outputs and reads them with one read-back (copies into one staging buffer). */
-async function readAll(ts: Tensor[]): Promise<Float32Array[]> {
-  const rt = gpu();
-  for (const t of ts) {
-    if (t.dtype !== "f32" || !t.contiguous) throw new Error(`readAll: ${t} is not dense f32`);
-  }
-  realize(ts);
-  const total = ts.reduce((a, t) => a + t.size * 4, 0);
-  const buf = rt.pool.acquire(Math.max(total, 4));
-  let off = 0;
-  for (const t of ts) {
-    const v = viewOf(t);
-    if (t.size) rt.copy(v.buffer, v.offset * 4, buf, off, t.size * 4);
-    off += t.size * 4;
-  }
-  const data = new Float32Array(await rt.read(buf, 0, total));
-  rt.pool.release(buf);
-  off = 0;
-  return ts.map((t) => data.slice(off, off += t.size));
-}
 
 /** Names of the kernels dispatched while `fn` runs. */
 function captureDispatches(fn: () => void): string[] {
