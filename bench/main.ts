@@ -56,6 +56,7 @@ for (const c of CASES) {
 }
 console.log();
 printTable(records);
+for (const c of CASES) for (const line of c.notes ?? []) console.log(`${c.name}: ${line}`);
 if (args.json) {
   await writeJson(args.json, records);
   console.log(`wrote ${args.json}`);

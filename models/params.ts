@@ -1,0 +1,242 @@
+/**
+ * Model parameters by checkpoint name.
+ *
+ * A model declares each parameter once, at construction, under the exact `state_dict` key of the
+ * reference implementation (`encoder.stages.0.op_list.0.main.conv1.conv.weight`, ...), through
+ * nested scopes that mirror the module tree. Construction allocates nothing, so a model can be
+ * built in *shape-only* mode to list its parameters or estimate memory; weights then come from a
+ * safetensors checkpoint (by name, with a report of missing, unexpected and wrongly-shaped keys)
+ * or from a seeded initialiser.
+ *
+ * @module
+ */
+import { parameter } from "../engine/autograd.ts";
+import type { DType } from "../engine/dtype.ts";
+import { fromData } from "../engine/graph.ts";
+import { fmtShape, numel } from "../engine/shape.ts";
+import { keep, type Tensor } from "../engine/tensor.ts";
+import { SafeTensorsFile } from "../engine/safetensors.ts";
+
+/** How a parameter is initialised when no checkpoint provides it. */
+export type Init = "zeros" | "ones" | { uniform: number } | "fan_in";
+
+/** One declared parameter. */
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+  init: Init;
+}
+
+/** Result of {@linkcode ParamSet.load}. */
+export interface LoadReport {
+  loaded: number;
+  missing: string[];
+  unexpected: string[];
+  wrongShape: { name: string; expected: number[]; found: number[] }[];
+}
+
+/** Error raised when a checkpoint does not match the model. */
+export class CheckpointMismatchError extends Error {
+  override name = "CheckpointMismatchError";
+}
+
+/** A named collection of parameters; see the module doc. */
+export class ParamSet {
+  private readonly specs = new Map<string, ParamSpec>();
+  private readonly values = new Map<string, Tensor>();
+
+  /** Storage dtype of loaded weights (f32 unless set: bf16/f16 keep checkpoints compact). */
+  constructor(readonly storage: DType = "f32") {}
+
+  /** The root scope (no prefix). */
+  get root(): ParamScope {
+    return new ParamScope(this, "");
+  }
+
+  /** Declares a parameter (construction time; allocates nothing). */
+  declare(name: string, shape: readonly number[], init: Init = "fan_in"): string {
+    if (this.specs.has(name)) throw new Error(`parameter ${name} is declared twice`);
+    this.specs.set(name, { name, shape: [...shape], init });
+    return name;
+  }
+
+  /** All declarations in declaration order. */
+  list(): ParamSpec[] {
+    return [...this.specs.values()];
+  }
+
+  /** Total number of parameter elements. */
+  count(): number {
+    let n = 0;
+    for (const s of this.specs.values()) n += numel(s.shape);
+    return n;
+  }
+
+  /** Bytes the parameters take in a storage dtype. */
+  bytes(dtype: DType = this.storage): number {
+    return this.count() * (dtype === "f16" || dtype === "bf16" ? 2 : 4);
+  }
+
+  /** The tensor of a parameter; throws a clear error if weights were never loaded. */
+  get(name: string): Tensor {
+    const t = this.values.get(name);
+    if (t) return t;
+    if (!this.specs.has(name)) throw new Error(`parameter ${name} was never declared`);
+    throw new Error(
+      `parameter ${name} has no value: the model was built shape-only; load a checkpoint or ` +
+        `call initialize() first`,
+    );
+  }
+
+  /** Whether every declared parameter has a value. */
+  get ready(): boolean {
+    return this.values.size === this.specs.size;
+  }
+
+  /** The realized parameter tensors (for an optimizer). */
+  tensors(): Tensor[] {
+    return [...this.values.values()];
+  }
+
+  /** Initialises every parameter without a value from a seeded generator (deterministic). */
+  initialize(seed = 0): void {
+    let s = seed >>> 0;
+    const next = () => {
+      s = (s + 0x6d2b79f5) >>> 0;
+      let t = s;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    for (const spec of this.specs.values()) {
+      if (this.values.has(spec.name)) continue;
+      const n = numel(spec.shape);
+      const data = new Float32Array(n);
+      const init = spec.init;
+      if (init === "ones") data.fill(1);
+      else if (init !== "zeros") {
+        const a = typeof init === "object"
+          ? init.uniform
+          : Math.sqrt(3 / Math.max(1, n / (spec.shape[0] ?? 1)));
+        for (let i = 0; i < n; i++) data[i] = (2 * next() - 1) * a;
+      }
+      this.set(spec.name, data);
+    }
+  }
+
+  /** Sets one parameter from f32 data (checks the shape). */
+  set(name: string, data: Float32Array | Uint16Array, dtype: DType = "f32"): void {
+    const spec = this.specs.get(name);
+    if (!spec) throw new Error(`parameter ${name} was never declared`);
+    if (data.length !== numel(spec.shape)) {
+      throw new RangeError(
+        `parameter ${name}: ${data.length} values for shape ${fmtShape(spec.shape)}`,
+      );
+    }
+    this.values.get(name)?.dispose();
+    const t = dtype === "f32" && this.storage === "f32"
+      ? parameter(name, data as Float32Array, spec.shape)
+      : storedParameter(name, data, spec.shape, dtype);
+    this.values.set(name, t);
+  }
+
+  /**
+   * Loads weights by name from a safetensors file (or several, e.g. shards). Throws a
+   * {@linkcode CheckpointMismatchError} listing missing, unexpected and wrongly-shaped keys unless
+   * `strict` is false, in which case the report tells what was skipped.
+   */
+  async load(paths: string | string[], options: { strict?: boolean } = {}): Promise<LoadReport> {
+    const strict = options.strict ?? true;
+    const files = await Promise.all(
+      (Array.isArray(paths) ? paths : [paths]).map((p) => SafeTensorsFile.open(p)),
+    );
+    try {
+      const report: LoadReport = { loaded: 0, missing: [], unexpected: [], wrongShape: [] };
+      const where = new Map<string, SafeTensorsFile>();
+      for (const f of files) for (const n of f.names()) where.set(n, f);
+      for (const [n, f] of where) {
+        const spec = this.specs.get(n);
+        if (!spec) report.unexpected.push(n);
+        else if (f.info(n).shape.join() !== spec.shape.join()) {
+          report.wrongShape.push({ name: n, expected: spec.shape, found: f.info(n).shape });
+        }
+      }
+      for (const n of this.specs.keys()) if (!where.has(n)) report.missing.push(n);
+      const bad = report.missing.length + report.wrongShape.length + report.unexpected.length;
+      if (strict && bad > 0) {
+        throw new CheckpointMismatchError(describe(report, files.map((f) => f.path)));
+      }
+      for (const [n, f] of where) {
+        if (!this.specs.has(n) || report.wrongShape.some((w) => w.name === n)) continue;
+        if (this.storage === "f32") this.set(n, await f.readF32(n));
+        else {
+          const { data } = await f.readAs(n, this.storage === "f16" ? "f16" : "bf16");
+          this.set(n, data, this.storage);
+        }
+        report.loaded++;
+      }
+      return report;
+    } finally {
+      for (const f of files) f.close();
+    }
+  }
+
+  /** Frees every parameter. */
+  dispose(): void {
+    for (const t of this.values.values()) t.dispose();
+    this.values.clear();
+  }
+}
+
+function storedParameter(
+  name: string,
+  data: Float32Array | Uint16Array,
+  shape: number[],
+  dtype: DType,
+): Tensor {
+  const t = keep(fromData(data, shape, dtype));
+  t.name = name;
+  t.isParameter = true;
+  return t;
+}
+
+function describe(r: LoadReport, paths: string[]): string {
+  const list = (xs: string[]) =>
+    xs.slice(0, 10).join(", ") + (xs.length > 10 ? `, ... (${xs.length} in all)` : "");
+  const parts = [`checkpoint ${paths.join(", ")} does not match the model:`];
+  if (r.missing.length) parts.push(`  missing keys (${r.missing.length}): ${list(r.missing)}`);
+  if (r.unexpected.length) {
+    parts.push(`  unexpected keys (${r.unexpected.length}): ${list(r.unexpected)}`);
+  }
+  if (r.wrongShape.length) {
+    parts.push(
+      `  wrong shapes (${r.wrongShape.length}): ` +
+        r.wrongShape.slice(0, 10).map((w) =>
+          `${w.name} expected ${fmtShape(w.expected)} found ${fmtShape(w.found)}`
+        ).join("; "),
+    );
+  }
+  parts.push("  check that the checkpoint and the model preset are the same model");
+  return parts.join("\n");
+}
+
+/** A prefix in the module tree: `scope.sub("conv1").declare("weight", ...)` → `conv1.weight`. */
+export class ParamScope {
+  constructor(readonly set: ParamSet, readonly prefix: string) {}
+  /** A nested scope. */
+  sub(name: string | number): ParamScope {
+    return new ParamScope(this.set, this.key(String(name)));
+  }
+  /** The full checkpoint key of a local name. */
+  key(name: string): string {
+    return this.prefix ? `${this.prefix}.${name}` : name;
+  }
+  /** Declares `prefix.name` and returns its full key. */
+  declare(name: string, shape: readonly number[], init?: Init): string {
+    return this.set.declare(this.key(name), shape, init);
+  }
+  /** The tensor of a full key (forward time). */
+  get(fullKey: string): Tensor {
+    return this.set.get(fullKey);
+  }
+}
