@@ -106,3 +106,26 @@ export type { NormalOptions, Seed, UniformOptions } from "./engine/ops/random.ts
 export { mseLoss } from "./engine/ops/loss.ts";
 export type { Reduction } from "./engine/ops/loss.ts";
 export { embedding, timestepEmbedding } from "./engine/ops/embedding.ts";
+export { conv3d, replicatePad } from "./engine/ops/conv3d.ts";
+export type { Conv3dOptions } from "./engine/ops/conv3d.ts";
+export {
+  channelDuplicatingPixelShuffleUpsample,
+  channelGroupMean,
+  pixelShuffle2d,
+  pixelShuffle3d,
+  pixelUnshuffle2d,
+  pixelUnshuffle3d,
+  pixelUnshuffleChannelAveragingDownsample,
+  repeatInterleaveChannels,
+  upsampleNearest,
+} from "./engine/ops/shuffle.ts";
+export { AdamW, EMA } from "./engine/optim.ts";
+export type { AdamWOptions, EMAOptions } from "./engine/optim.ts";
+export { CheckpointMismatchError, ParamScope, ParamSet } from "./models/params.ts";
+export type { Init, LoadReport, ParamSpec } from "./models/params.ts";
+export {
+  DcAe,
+  dcAePreset,
+  fromReferenceConfig as dcAeConfigFromReference,
+} from "./models/dc_ae/mod.ts";
+export type { DcAeConfig, DcAeOptions } from "./models/dc_ae/mod.ts";
