@@ -1,0 +1,193 @@
+/**
+ * `deno task golden <case-dir>`: runs a reference case (the fixtures' format: `case.json` +
+ * `weights.safetensors` + `tensors.safetensors`) through Kino's model built from the case's own
+ * config, prints the largest absolute and relative error of every stored output and intermediate,
+ * and exits non-zero when any exceeds 1e-4 absolute + 1e-4 relative.
+ *
+ * Kinds: `dc_ae*` (Video DC-AE: every `model.encode(x)` / `model.decode(x)` call listed in
+ * `case.json.calls`, with the stored `inter.*` intermediates). `mmdit*` arrives with the MMDiT.
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { init } from "../engine/runtime.ts";
+import { fromData } from "../engine/graph.ts";
+import { readAll } from "../engine/ops/movement.ts";
+import { keep, noGrad, type Tensor, tidy } from "../engine/tensor.ts";
+import { loadSafetensors } from "../engine/safetensors.ts";
+import { fromReferenceConfig } from "../models/dc_ae/config.ts";
+import { DcAe } from "../models/dc_ae/model.ts";
+
+const HELP = `Usage: deno task golden <case-dir> [--atol 1e-4] [--rtol 1e-4]
+
+Runs a reference case directory (case.json, weights.safetensors, tensors.safetensors) through
+Kino's model built from the case's config, prints the max abs/rel error of every stored tensor,
+and exits 1 when any exceeds atol + rtol * |expected|.
+
+Supported kinds (case.json "case" field): dc_ae*. Example:
+  deno task golden ../shared/fixtures/tiny/dc_ae_tiny`;
+
+interface Row {
+  name: string;
+  shape: number[];
+  abs: number;
+  rel: number;
+  ok: boolean;
+}
+
+function compare(
+  name: string,
+  got: Float32Array,
+  want: Float32Array,
+  shape: number[],
+  atol: number,
+  rtol: number,
+): Row {
+  let abs = 0;
+  let rel = 0;
+  let ok = got.length === want.length;
+  for (let i = 0; i < want.length; i++) {
+    const d = Math.abs(got[i]! - want[i]!);
+    abs = Math.max(abs, d);
+    rel = Math.max(rel, d / Math.max(Math.abs(want[i]!), 1e-12));
+    if (!(d <= atol + rtol * Math.abs(want[i]!))) ok = false;
+  }
+  return { name, shape, abs, rel, ok };
+}
+
+async function runDcAe(
+  dir: string,
+  kase: Record<string, unknown>,
+  atol: number,
+  rtol: number,
+): Promise<Row[]> {
+  const ae = new DcAe(
+    fromReferenceConfig(kase.config as Record<string, unknown>, String(kase.case)),
+  );
+  console.log(
+    `model: Video DC-AE ${ae.config.name}, ${ae.params.count().toLocaleString()} parameters`,
+  );
+  await ae.params.load(join(dir, "weights.safetensors"));
+  const stored = await loadSafetensors(join(dir, "tensors.safetensors"));
+  const storedInters = new Set<string>(
+    ((kase.intermediates as { stored?: string[] } | undefined)?.stored) ?? [],
+  );
+  const calls = (kase.calls ?? {}) as Record<string, string>;
+  const rows: Row[] = [];
+  // intermediates belong to the call whose activations have their shapes (e.g. the video call,
+  // not the T = 1 image call); each is compared once
+  const compared = new Set<string>();
+  for (const [output, call] of Object.entries(calls)) {
+    const m = /model\.(encode|decode)\((\w+)\)/.exec(call);
+    if (!m) {
+      console.log(`skipping ${output}: call "${call}" is not model.encode/decode`);
+      continue;
+    }
+    const [, fn, inputName] = m as unknown as [string, "encode" | "decode", string];
+    const inp = stored.get(inputName);
+    const want = stored.get(output);
+    if (!inp || !want) {
+      throw new Error(`${dir}: tensors.safetensors lacks ${inp ? output : inputName}`);
+    }
+    const x = fromData(inp.data, inp.shape, "f32");
+    const taps = new Map<string, Tensor>();
+    const t0 = performance.now();
+    const y = noGrad(() =>
+      tidy(() =>
+        ae[fn](x, {
+          tap: (name: string, t: Tensor) => {
+            const key = `inter.${name}`;
+            const w = stored.get(key);
+            if (!storedInters.has(key) || compared.has(key) || w?.shape.join() !== t.shape.join()) {
+              return;
+            }
+            compared.add(key);
+            taps.set(key, keep(t));
+          },
+        })
+      )
+    );
+    const names = [output, ...taps.keys()];
+    const tensors = [y, ...taps.values()];
+    const values = await readAll(tensors);
+    console.log(`${output} = model.${fn}(${inputName}): ${(performance.now() - t0).toFixed(0)} ms`);
+    names.forEach((n, i) => {
+      const w = stored.get(n)!;
+      if (tensors[i]!.shape.join() !== w.shape.join()) {
+        rows.push({
+          name: n,
+          shape: [...tensors[i]!.shape],
+          abs: Infinity,
+          rel: Infinity,
+          ok: false,
+        });
+        console.log(`  ${n}: shape [${tensors[i]!.shape}] but stored [${w.shape}]`);
+        return;
+      }
+      rows.push(compare(n, values[i]!, w.data, w.shape, atol, rtol));
+    });
+    for (const t of [x, ...tensors]) t.dispose();
+  }
+  ae.params.dispose();
+  const never = [...storedInters].filter((k) => !compared.has(k));
+  for (const k of never) {
+    console.log(`  ${k}: stored but never produced by the model`);
+    rows.push({
+      name: k,
+      shape: stored.get(k)?.shape ?? [],
+      abs: Infinity,
+      rel: Infinity,
+      ok: false,
+    });
+  }
+  return rows;
+}
+
+async function main(): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: {
+      atol: { type: "string", default: "1e-4" },
+      rtol: { type: "string", default: "1e-4" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help || positionals.length !== 1) {
+    console.log(HELP);
+    return values.help ? 0 : 2;
+  }
+  const dir = positionals[0]!;
+  const atol = Number(values.atol);
+  const rtol = Number(values.rtol);
+  let kase: Record<string, unknown>;
+  try {
+    kase = JSON.parse(await Deno.readTextFile(join(dir, "case.json")));
+  } catch (e) {
+    console.error(`golden: cannot read ${join(dir, "case.json")}: ${(e as Error).message}`);
+    return 2;
+  }
+  const kind = String(kase.case ?? "");
+  await init();
+  let rows: Row[];
+  if (kind.startsWith("dc_ae")) rows = await runDcAe(dir, kase, atol, rtol);
+  else {
+    console.error(`golden: case kind "${kind}" is not supported yet (supported: dc_ae*)`);
+    return 2;
+  }
+  const w = Math.max(...rows.map((r) => r.name.length));
+  console.log(
+    `\n${"tensor".padEnd(w)}  ${"max abs".padStart(9)}  ${"max rel".padStart(9)}  result`,
+  );
+  for (const r of rows) {
+    console.log(
+      `${r.name.padEnd(w)}  ${r.abs.toExponential(2).padStart(9)}  ${
+        r.rel.toExponential(2).padStart(9)
+      }  ${r.ok ? "ok" : "FAIL"}`,
+    );
+  }
+  const bad = rows.filter((r) => !r.ok).length;
+  console.log(`\n${rows.length - bad} passed, ${bad} failed (atol ${atol}, rtol ${rtol})`);
+  return bad ? 1 : 0;
+}
+
+Deno.exit(await main());
