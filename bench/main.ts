@@ -7,6 +7,7 @@ import { init } from "../engine/runtime.ts";
 import { type Case } from "./_kino.ts";
 import { coreCases } from "./core_bench.ts";
 import { conv3dCases } from "./conv3d_bench.ts";
+import { attentionCases } from "./attention_bench.ts";
 import {
   BENCH_HELP,
   type BenchRecord,
@@ -30,7 +31,7 @@ console.log(`adapter: ${rt.info.name}${rt.info.isFallback ? " (software)" : ""}`
 const peer: TfjsPeer | null = await initTfjs();
 const quick = args.quick;
 
-const CASES: Case[] = [...coreCases(quick), ...conv3dCases(quick)];
+const CASES: Case[] = [...coreCases(quick), ...attentionCases(quick), ...conv3dCases(quick)];
 
 const records: BenchRecord[] = [];
 for (const c of CASES) {
