@@ -50,12 +50,14 @@ export interface AttnTile {
  * of each loaded element — decide the speed, while the live registers (~2·r·D floats forward,
  * 3·r·D for dQ, 4·r·D for dK/dV) decide the compile time. `t` streamed rows per loop step halve
  * the accumulator traffic. D64 / D128 favour speed (4-6 s to compile each on llvmpipe, once:
- * Mesa caches it on disk); D16 / D32 compile in about 1 s.
+ * Mesa caches it on disk; the D64 backward at r = 8 takes about 20 s per kernel, for 30% more
+ * speed than r = 4: 379 vs 542 ms forward+backward at B1 H8 L1024); D16 / D32 compile in about
+ * 1 s.
  */
 const TILES: Record<number, Record<"fwd" | "dq" | "dkv", AttnTile>> = {
   16: { fwd: { r: 16, t: 2 }, dq: { r: 8, t: 2 }, dkv: { r: 8, t: 2 } },
   32: { fwd: { r: 8, t: 2 }, dq: { r: 4, t: 2 }, dkv: { r: 4, t: 2 } },
-  64: { fwd: { r: 8, t: 2 }, dq: { r: 4, t: 2 }, dkv: { r: 4, t: 2 } },
+  64: { fwd: { r: 8, t: 2 }, dq: { r: 8, t: 2 }, dkv: { r: 8, t: 2 } },
   128: { fwd: { r: 4, t: 2 }, dq: { r: 2, t: 2 }, dkv: { r: 2, t: 2 } },
 };
 
