@@ -33,6 +33,7 @@ import {
   UpsampleBlock,
 } from "./layers.ts";
 import type { DcAeAct, DcAeNorm } from "./config.ts";
+import { resolveTiling, tiledDecode, tiledEncode, type TileOptions } from "./tiling.ts";
 
 /** Receives named intermediate tensors (`enc.stages.3`, `dec.project_in`, ...). */
 export type Tap = (name: string, t: Tensor) => void;
@@ -225,6 +226,12 @@ export interface DcAeOptions {
 export interface CodecOptions {
   /** Receives intermediates: `enc.project_in`, `enc.stages.i`, `dec.project_in`, `dec.stages.i`. */
   tap?: Tap;
+  /**
+   * Tiling (`tiling.ts`, spec §8): omitted follows `config.tiling`, `false` codes the whole
+   * tensor, `true` tiles with the config's sizes, an object overrides them. Taps are not called
+   * when tiling applies.
+   */
+  tiled?: boolean | TileOptions;
 }
 
 /**
@@ -334,6 +341,10 @@ export class DcAe {
   /** Encodes a video `[B, C, T, H, W]` (values in [-1, 1]) to its latent (see the class doc). */
   encode(video: Tensor, options: CodecOptions = {}): Tensor {
     this.latentShape(video.shape);
+    const tiling = resolveTiling(this.config, options.tiled);
+    if (tiling.useSpatialTiling || tiling.useTemporalTiling) {
+      return tiledEncode(this, video, tiling);
+    }
     const z = this.encoder.forward(video, options.tap);
     const f = this.config.scalingFactor;
     return f === null ? z : div(z, f);
@@ -342,6 +353,10 @@ export class DcAe {
   /** Decodes a latent `[B, latent, T', h, w]` to a video (see the class doc). */
   decode(latent: Tensor, options: CodecOptions = {}): Tensor {
     this.videoShape(latent.shape);
+    const tiling = resolveTiling(this.config, options.tiled);
+    if (tiling.useSpatialTiling || tiling.useTemporalTiling) {
+      return tiledDecode(this, latent, tiling);
+    }
     const f = this.config.scalingFactor;
     return this.decoder.forward(f === null ? latent : mul(latent, f), options.tap);
   }
