@@ -129,3 +129,13 @@ export {
   fromReferenceConfig as dcAeConfigFromReference,
 } from "./models/dc_ae/mod.ts";
 export type { DcAeConfig, DcAeOptions } from "./models/dc_ae/mod.ts";
+export {
+  encodeGif,
+  encodePng,
+  FfmpegMissingError,
+  framesToTensorData,
+  hasFfmpeg,
+  readVideo,
+  tensorDataToFrames,
+  writeVideo,
+} from "./io/mod.ts";

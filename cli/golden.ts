@@ -190,4 +190,12 @@ async function main(): Promise<number> {
   return bad ? 1 : 0;
 }
 
-Deno.exit(await main());
+try {
+  Deno.exit(await main());
+} catch (e) {
+  // a clear one-line message instead of a stack trace (KINO_DEBUG=1 shows the stack)
+  console.error(
+    `golden: ${Deno.env.get("KINO_DEBUG") ? (e as Error).stack : (e as Error).message}`,
+  );
+  Deno.exit(1);
+}
