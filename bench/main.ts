@@ -8,6 +8,7 @@ import { type Case } from "./_kino.ts";
 import { coreCases } from "./core_bench.ts";
 import { conv3dCases } from "./conv3d_bench.ts";
 import { attentionCases } from "./attention_bench.ts";
+import { dcAeCases } from "./dc_ae_bench.ts";
 import {
   BENCH_HELP,
   type BenchRecord,
@@ -31,7 +32,12 @@ console.log(`adapter: ${rt.info.name}${rt.info.isFallback ? " (software)" : ""}`
 const peer: TfjsPeer | null = await initTfjs();
 const quick = args.quick;
 
-const CASES: Case[] = [...coreCases(quick), ...attentionCases(quick), ...conv3dCases(quick)];
+const CASES: Case[] = [
+  ...coreCases(quick),
+  ...attentionCases(quick),
+  ...conv3dCases(quick),
+  ...dcAeCases(quick),
+];
 
 const records: BenchRecord[] = [];
 for (const c of CASES) {
@@ -44,7 +50,7 @@ for (const c of CASES) {
     kino_ms: kms,
     kino_gflops: c.flops ? gflops(c.flops, kms) : null,
     kino_gbs: c.bytes ? gbs(c.bytes, kms) : null,
-    peer: peer ? peer.name : "none",
+    peer: peer && c.peer ? peer.name : "none",
     peer_ms: pms,
     ratio: pms !== null ? pms / kms : null,
     flops: c.flops ?? null,

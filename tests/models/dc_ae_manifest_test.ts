@@ -270,3 +270,30 @@ Deno.test("DcAe.latentShape() states the frame and size rules", async () => {
   const tiny = new DcAe(dcAePreset("tiny"));
   eq(tiny.latentShape([1, 3, 8, 64, 96]), [1, 16, 2, 2, 3]);
 });
+
+Deno.test("DcAe: a checkpoint of another model is refused before anything is allocated", async () => {
+  const tiny =
+    new URL("../../../shared/fixtures/tiny/dc_ae_tiny/weights.safetensors", import.meta.url)
+      .pathname;
+  try {
+    await Deno.stat(tiny);
+  } catch {
+    console.log("skipped: ../shared/fixtures not found");
+    return;
+  }
+  const { DcAe: Model } = await import("../../models/dc_ae/model.ts");
+  const { dcAePreset: preset } = await import("../../models/dc_ae/config.ts");
+  const ae = new Model(preset("f32t4c128"));
+  let msg = "";
+  try {
+    await ae.params.load(tiny);
+  } catch (e) {
+    msg = (e as Error).message;
+  }
+  for (
+    const want of ["does not match the model", "wrong shapes", "encoder.project_in.conv.weight"]
+  ) {
+    if (!msg.includes(want)) throw new Error(`message lacks "${want}": ${msg.slice(0, 400)}`);
+  }
+  if (ae.params.ready || ae.params.tensors().length !== 0) throw new Error("weights were loaded");
+});
