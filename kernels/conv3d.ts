@@ -43,7 +43,13 @@
  *
  * Everything that depends on shapes (sizes, strides, paddings, dilations, groups, offsets) is a
  * run-time parameter; the tile (`co`, `p` / `cr`, workgroup size), the depthwise kernel width and
- * the flags (`vecX`, `bias`, `vec`) are compiled in.
+ * the flags (`vecX`, `bias`, `vec`) and the weight storage type are compiled in.
+ *
+ * ## 16-bit weights
+ *
+ * With `wType` f16 / bf16 the direct kernels read the weight as it is stored (PyTorch layout,
+ * two halves per `u32` word) and widen each value to f32 on load; compute stays f32. The
+ * weight-gradient kernels are f32 only (16-bit weights are frozen).
  *
  * @module
  */
@@ -59,12 +65,31 @@ export interface ConvTile {
   wg: number;
 }
 
+/** Storage type of a convolution weight: f32, or a 16-bit float widened to f32 on load. */
+export type ConvWeightDType = "f32" | "f16" | "bf16";
+
 /** A variant of the direct kernel. */
 export interface ConvVariant extends ConvTile {
   /** Read the input rows as aligned vec4s. */
   vecX: boolean;
   /** Add a bias (forward only). */
   bias: boolean;
+  /**
+   * Weight storage (default f32: the packed layout). f16 / bf16: the weight is read in its
+   * PyTorch layout `[Cout, Cin/groups, kT, kH, kW]` with the channel strides `CP.WSO` (output
+   * channel of the kernel's mapping) and `CP.WSR` (reduction channel), one widened scalar load
+   * per channel and tap.
+   */
+  wType?: ConvWeightDType;
+}
+
+/** WGSL: the weight binding `W` as packed `u32` words and `ldW(i)` widening element `i`. */
+function halfWeightWGSL(b: number, dt: "f16" | "bf16"): string {
+  const one = dt === "f16"
+    ? `unpack2x16float(W[i >> 1u])[i & 1u]`
+    : `bitcast<f32>(((W[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu) << 16u)`;
+  return `@group(0) @binding(${b}) var<storage, read> W: array<u32>;
+fn ldW(i: u32) -> f32 { return ${one}; }`;
 }
 
 /** Compiled-in shape of the weight-gradient kernel. */
@@ -105,6 +130,10 @@ export const CP = {
   QWB: 12,
   /** residue coefficient rc (0 forward, 1 input gradient) */
   RC: 13,
+  /** 16-bit weights (PyTorch layout): element stride of the kernel's output channel */
+  WSO: 14,
+  /** 16-bit weights: element stride of the kernel's reduction channel */
+  WSR: 15,
   /** first word of the per-axis parameters (t, h, w; AXIS_WORDS each) */
   AXES: 16,
 } as const;
@@ -237,16 +266,22 @@ ${axisSetup("w", 2, "rw")}
 /** The direct (forward / input-gradient) kernel of a variant. */
 export function convKernel(v: ConvVariant): KernelSpec {
   checkTile("conv3d", { co: v.co, p: v.p, wg: v.wg }, ["co", "p"]);
-  const key = `conv/${v.co}/${v.p}/${v.wg}/${v.vecX}/${v.bias}`;
+  const wType = v.wType ?? "f32";
+  const key = `conv/${v.co}/${v.p}/${v.wg}/${v.vecX}/${v.bias}/${wType}`;
   let k = cache.get(key);
   if (k) return k;
   const { co, p, wg, vecX, bias } = v;
+  const half = wType !== "f32";
   const c4 = co / 4;
   const A = (ax: number, w: number) => `${CP.AXES + AXIS_WORDS * ax + w}u`;
   const L: string[] = [];
   L.push(paramsWGSL(Math.ceil(DIRECT_WORDS / 4) * 4));
   L.push(`@group(0) @binding(1) var<storage, read> X: array<${vecX ? "vec4<f32>" : "f32"}>;`);
-  L.push(`@group(0) @binding(2) var<storage, read> W: array<vec4<f32>>;`);
+  L.push(
+    wType === "f32"
+      ? `@group(0) @binding(2) var<storage, read> W: array<vec4<f32>>;`
+      : halfWeightWGSL(2, wType),
+  );
   if (bias) L.push(`@group(0) @binding(3) var<storage, read> B: array<f32>;`);
   L.push(`@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> Y: array<f32>;`);
   L.push(directPrologue(co, p, wg));
@@ -256,7 +291,13 @@ export function convKernel(v: ConvVariant): KernelSpec {
   let K3 = u32(kt * kh * kw);
   let thw = u32(Ti * Hi * Wi);
   let xc0 = pu(${CP.XOFF}u) + (n * pu(${CP.CIN}u) + g * Crg) * thw;
-  let wc0 = (pu(${CP.WOFF}u) >> 2u) + g * Crg * K3 * cop4 + (co0 >> 2u);
+${
+    half
+      ? `  let wc0 = pu(${CP.WOFF}u) + g * Crg * pu(${CP.CO}u) * K3;
+  let wsr = pu(${CP.WSR}u);
+${rep(co, (c) => `  let wch${c} = min(co0 + ${c}u, pu(${CP.CO}u) - 1u) * pu(${CP.WSO}u);`)}`
+      : `  let wc0 = (pu(${CP.WOFF}u) >> 2u) + g * Crg * K3 * cop4 + (co0 >> 2u);`
+  }
   let it0 = i32(qt) * ist + off0t;
   let ih0 = i32(qh) * ish + off0h;
 ${
@@ -268,7 +309,7 @@ ${
 ${rep(p, (j) => rep(c4, (c) => `  var acc${j}_${c} = vec4<f32>(0.0);`))}
   for (var cr = 0u; cr < Crg; cr++) {
     let xcb = xc0 + cr * thw;
-    let wcb = wc0 + cr * K3 * cop4;
+    let wcb = wc0 + cr * ${half ? "wsr" : "K3 * cop4"};
     var it = it0;
     for (var ktap = k0t; ktap < kt; ktap += kst) {
       if (it >= 0i && it < Ti) {
@@ -276,11 +317,19 @@ ${rep(p, (j) => rep(c4, (c) => `  var acc${j}_${c} = vec4<f32>(0.0);`))}
         for (var khap = k0h; khap < kh; khap += ksh) {
           if (ih >= 0i && ih < Hi) {
             let row = xcb + (u32(it) * u32(Hi) + u32(ih)) * u32(Wi);
-            let wr = wcb + u32(ktap * kh + khap) * u32(kw) * cop4;
+            let wr = wcb + u32(ktap * kh + khap) * u32(kw)${half ? "" : " * cop4"};
             var off = off0w;
             for (var kwap = k0w; kwap < kw; kwap += ksw) {
-              let wk = wr + u32(kwap) * cop4;
-${rep(c4, (c) => `              let w${c} = W[wk + ${c}u];`)}
+              let wk = wr + u32(kwap)${half ? "" : " * cop4"};
+${
+    rep(c4, (c) =>
+      half
+        ? `              let w${c} = vec4<f32>(${
+          rep(4, (i) =>
+            `ldW(wk + wch${4 * c + i})`, ", ")
+        });`
+        : `              let w${c} = W[wk + ${c}u];`)
+  }
 ${vecX ? vecLoads(p) : scalarLoads(p)}
 ${rep(p, (j) => rep(c4, (c) => `              acc${j}_${c} += x${j} * w${c};`))}
               off += osw;
@@ -314,7 +363,9 @@ ${
 }
 `);
   k = {
-    name: `conv3d_co${co}_p${p}_wg${wg}${vecX ? "_vx" : ""}${bias ? "_bias" : ""}`,
+    name: `conv3d_co${co}_p${p}_wg${wg}${vecX ? "_vx" : ""}${bias ? "_bias" : ""}${
+      half ? "_w" + wType : ""
+    }`,
     code: L.join("\n"),
     inputs: bias ? 3 : 2,
     outputs: 1,
@@ -364,6 +415,8 @@ export interface DepthwiseVariant {
   wg: number;
   vecX: boolean;
   bias: boolean;
+  /** Weight storage (default f32; f16 / bf16 are widened on load). */
+  wType?: ConvWeightDType;
 }
 
 /**
@@ -376,7 +429,8 @@ export interface DepthwiseVariant {
  */
 export function depthwiseKernel(v: DepthwiseVariant): KernelSpec {
   checkTile("conv3d depthwise", { kw: v.kw, p: v.p, wg: v.wg }, ["p"]);
-  const key = `dw/${v.kw}/${v.p}/${v.wg}/${v.vecX}/${v.bias}`;
+  const wType = v.wType ?? "f32";
+  const key = `dw/${v.kw}/${v.p}/${v.wg}/${v.vecX}/${v.bias}/${wType}`;
   let k = cache.get(key);
   if (k) return k;
   const { kw: KW, p, wg, vecX, bias } = v;
@@ -384,7 +438,11 @@ export function depthwiseKernel(v: DepthwiseVariant): KernelSpec {
   const L: string[] = [];
   L.push(paramsWGSL(Math.ceil(DIRECT_WORDS / 4) * 4));
   L.push(`@group(0) @binding(1) var<storage, read> X: array<${vecX ? "vec4<f32>" : "f32"}>;`);
-  L.push(`@group(0) @binding(2) var<storage, read> W: array<f32>;`);
+  L.push(
+    wType === "f32"
+      ? `@group(0) @binding(2) var<storage, read> W: array<f32>;`
+      : halfWeightWGSL(2, wType),
+  );
   if (bias) L.push(`@group(0) @binding(3) var<storage, read> B: array<f32>;`);
   L.push(`@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> Y: array<f32>;`);
   L.push(directPrologue(1, p, wg));
@@ -435,7 +493,12 @@ ${rep(p, (j) => `  var acc${j} = 0.0;`)}
         if (ih >= 0i && ih < Hi) {
           let row = xcb + (u32(it) * u32(Hi) + u32(ih)) * u32(Wi);
           let wr = wcb + u32(ktap * kh + khap) * ${KW}u;
-${rep(KW, (t) => `          let w${t} = W[wr + select(${KW - 1 - t}u, ${t}u, fwdDir)];`)}
+${
+    rep(KW, (t) => {
+      const idx = `wr + select(${KW - 1 - t}u, ${t}u, fwdDir)`;
+      return `          let w${t} = ${wType === "f32" ? `W[${idx}]` : `ldW(${idx})`};`;
+    })
+  }
 ${window}
 ${rep(p, (j) => rep(KW, (t) => `          acc${j} += e${j + t} * w${t};`))}
         }
@@ -454,7 +517,9 @@ ${
 }
 `);
   k = {
-    name: `conv3d_dw_k${KW}_p${p}_wg${wg}${vecX ? "_vx" : ""}${bias ? "_bias" : ""}`,
+    name: `conv3d_dw_k${KW}_p${p}_wg${wg}${vecX ? "_vx" : ""}${bias ? "_bias" : ""}${
+      wType === "f32" ? "" : "_w" + wType
+    }`,
     code: L.join("\n"),
     inputs: bias ? 3 : 2,
     outputs: 1,

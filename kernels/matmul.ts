@@ -1,5 +1,7 @@
 /**
- * Batched matrix multiply: `out[b] = op(A[b]) · op(B[b]) (+ bias)`, f32.
+ * Batched matrix multiply: `out[b] = op(A[b]) · op(B[b]) (+ bias)`, f32. Either operand may be
+ * stored as f16 or bf16 (a compiled-in variant: the words are unpacked and widened to f32 on
+ * load; compute and output stay f32).
  *
  * Each invocation computes a `tm × tn` register block of the output (accumulated in `vec4`s, the
  * reduction unrolled by 4); a workgroup is `wgX × wgY` invocations. There is no workgroup memory:
@@ -19,6 +21,9 @@
 import type { KernelSpec } from "../engine/kernel.ts";
 import { Params, paramsWGSL } from "../engine/kernel.ts";
 import type { Runtime } from "../engine/runtime.ts";
+
+/** Storage type of a matmul operand: f32, or a 16-bit float widened to f32 on load. */
+export type MatmulDType = "f32" | "f16" | "bf16";
 
 /** A compiled variant of the matmul kernel. */
 export interface MatmulConfig {
@@ -42,6 +47,10 @@ export interface MatmulConfig {
   wgY?: number;
   /** Accumulate with WGSL `fma` (else `acc + a * b`). */
   fma?: boolean;
+  /** Storage type of A (f16 / bf16: packed two per u32, widened on load). Default f32. */
+  dtypeA?: MatmulDType;
+  /** Storage type of B. Default f32. */
+  dtypeB?: MatmulDType;
 }
 
 /**
@@ -106,6 +115,8 @@ function full(cfg: MatmulConfig): FullConfig {
     wgX: cfg.wgX ?? DEFAULT_TILE.wgX,
     wgY: cfg.wgY ?? DEFAULT_TILE.wgY,
     fma: cfg.fma ?? DEFAULT_TILE.fma,
+    dtypeA: cfg.dtypeA ?? "f32",
+    dtypeB: cfg.dtypeB ?? "f32",
   };
 }
 
@@ -130,7 +141,7 @@ export function matmulKernel(cfg: MatmulConfig): KernelSpec {
     const name = `matmul_${c.transA ? "t" : "n"}${c.transB ? "t" : "n"}${c.vecA ? "v" : "s"}` +
       `${c.vecB ? "v" : "s"}${c.bias ? "_bias" : ""}_${c.tm}x${c.tn}_wg${c.wgX}x${c.wgY}${
         c.fma ? "_fma" : ""
-      }`;
+      }${c.dtypeA === "f32" ? "" : "_a" + c.dtypeA}${c.dtypeB === "f32" ? "" : "_b" + c.dtypeB}`;
     spec = { name, code: buildWGSL(c), inputs: c.bias ? 3 : 2, outputs: 1 };
     cache.set(key, spec);
   }
@@ -142,10 +153,43 @@ function rep(n: number, f: (i: number) => string, sep = "\n"): string {
   return Array.from({ length: n }, (_, i) => f(i)).join(sep);
 }
 
+/**
+ * Declaration and load helpers of operand `X` (binding `b`): f32 as `f32` / `vec4<f32>`; a
+ * 16-bit type as packed `u32` words (`vec2<u32>` = 4 halves when read as vectors), widened by
+ * `ldX(i)` (element `i`) and `ldX4(q)` (elements `4q .. 4q+3`).
+ */
+function operandWGSL(X: "A" | "B", b: number, vec: boolean, dt: MatmulDType): string {
+  if (dt === "f32") {
+    return `@group(0) @binding(${b}) var<storage, read> ${X}: array<${vec ? "vec4<f32>" : "f32"}>;`;
+  }
+  const word = vec ? `${X}[i >> 2u][(i >> 1u) & 1u]` : `${X}[i >> 1u]`;
+  const one = dt === "f16"
+    ? `unpack2x16float(${word})[i & 1u]`
+    : `bitcast<f32>(((${word} >> ((i & 1u) * 16u)) & 0xffffu) << 16u)`;
+  const L = [
+    `@group(0) @binding(${b}) var<storage, read> ${X}: array<${vec ? "vec2<u32>" : "u32"}>;`,
+    `fn ld${X}(i: u32) -> f32 { return ${one}; }`,
+  ];
+  if (vec) {
+    L.push(
+      dt === "f16"
+        ? `fn ld${X}4(q: u32) -> vec4<f32> { let w = ${X}[q]; ` +
+          `return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }`
+        : `fn ld${X}4(q: u32) -> vec4<f32> { let w = ${X}[q]; ` +
+          `return bitcast<vec4<f32>>(vec4<u32>(w.x << 16u, w.x & 0xffff0000u, ` +
+          `w.y << 16u, w.y & 0xffff0000u)); }`,
+    );
+  }
+  return L.join("\n");
+}
+
 function buildWGSL(c: FullConfig): string {
   const { tm, tn, transA, transB, vecA, vecB } = c;
   const tn4 = tn / 4, tm4 = tm / 4;
   const L: string[] = [];
+  // Load expressions: element-wise arrays index elements, vec4 arrays index groups of 4.
+  const A = (idx: string) => c.dtypeA === "f32" ? `A[${idx}]` : `ld${vecA ? "A4" : "A"}(${idx})`;
+  const B = (idx: string) => c.dtypeB === "f32" ? `B[${idx}]` : `ld${vecB ? "B4" : "B"}(${idx})`;
 
   // --- Loads of one k-step of 4: names a_<r>_<kk> (scalars) and b_<kk>_<g> (vec4 over 4 columns).
   // A element (row r, k step kk) as an expression over the loaded registers.
@@ -153,22 +197,22 @@ function buildWGSL(c: FullConfig): string {
   let aElem: (r: number, kk: number) => string;
   if (!transA && vecA) {
     // [m,k] as vec4 along k: one vec4 per row.
-    loadA = rep(tm, (r) => `    let va${r} = A[ar${r} + kq];`);
+    loadA = rep(tm, (r) => `    let va${r} = ${A(`ar${r} + kq`)};`);
     aElem = (r, kk) => `va${r}[${kk}]`;
   } else if (!transA) {
-    loadA = rep(tm, (r) => rep(4, (kk) => `    let a${r}_${kk} = A[ar${r} + k0 + ${kk}u];`));
+    loadA = rep(tm, (r) => rep(4, (kk) => `    let a${r}_${kk} = ${A(`ar${r} + k0 + ${kk}u`)};`));
     aElem = (r, kk) => `a${r}_${kk}`;
   } else if (vecA) {
     // [k,m] as vec4 along m: one vec4 per (k, group of 4 rows).
     loadA = rep(
       4,
-      (kk) => rep(tm4, (g) => `    let va${kk}_${g} = A[ag${g} + (k0 + ${kk}u) * lda4];`),
+      (kk) => rep(tm4, (g) => `    let va${kk}_${g} = ${A(`ag${g} + (k0 + ${kk}u) * lda4`)};`),
     );
     aElem = (r, kk) => `va${kk}_${r >> 2}[${r & 3}]`;
   } else {
     loadA = rep(
       4,
-      (kk) => rep(tm, (r) => `    let a${r}_${kk} = A[ar${r} + (k0 + ${kk}u) * lda];`),
+      (kk) => rep(tm, (r) => `    let a${r}_${kk} = ${A(`ar${r} + (k0 + ${kk}u) * lda`)};`),
     );
     aElem = (r, kk) => `a${r}_${kk}`;
   }
@@ -177,21 +221,21 @@ function buildWGSL(c: FullConfig): string {
   if (!transB && vecB) {
     loadB = rep(
       4,
-      (kk) => rep(tn4, (g) => `    let vb${kk}_${g} = B[bg${g} + (k0 + ${kk}u) * ldb4];`),
+      (kk) => rep(tn4, (g) => `    let vb${kk}_${g} = ${B(`bg${g} + (k0 + ${kk}u) * ldb4`)};`),
     );
     bVec = (kk, g) => `vb${kk}_${g}`;
   } else if (!transB) {
     loadB = rep(
       4,
-      (kk) => rep(tn, (j) => `    let b${kk}_${j} = B[bc${j} + (k0 + ${kk}u) * ldb];`),
+      (kk) => rep(tn, (j) => `    let b${kk}_${j} = ${B(`bc${j} + (k0 + ${kk}u) * ldb`)};`),
     );
     bVec = (kk, g) => `vec4<f32>(${rep(4, (i) => `b${kk}_${4 * g + i}`, ", ")})`;
   } else if (vecB) {
     // [n,k] as vec4 along k: one vec4 per column.
-    loadB = rep(tn, (j) => `    let vb${j} = B[bc${j} + kq];`);
+    loadB = rep(tn, (j) => `    let vb${j} = ${B(`bc${j} + kq`)};`);
     bVec = (kk, g) => `vec4<f32>(${rep(4, (i) => `vb${4 * g + i}[${kk}]`, ", ")})`;
   } else {
-    loadB = rep(tn, (j) => rep(4, (kk) => `    let b${kk}_${j} = B[bc${j} + k0 + ${kk}u];`));
+    loadB = rep(tn, (j) => rep(4, (kk) => `    let b${kk}_${j} = ${B(`bc${j} + k0 + ${kk}u`)};`));
     bVec = (kk, g) => `vec4<f32>(${rep(4, (i) => `b${kk}_${4 * g + i}`, ", ")})`;
   }
   // a (scalar) * b (vec4) + c (vec4)
@@ -209,12 +253,12 @@ function buildWGSL(c: FullConfig): string {
   );
 
   // Scalar accessors for the k tail (and any element-wise access to a vec4 array).
-  const getA = vecA ? "A[i >> 2u][i & 3u]" : "A[i]";
-  const getB = vecB ? "B[i >> 2u][i & 3u]" : "B[i]";
+  const getA = c.dtypeA !== "f32" ? "ldA(i)" : vecA ? "A[i >> 2u][i & 3u]" : "A[i]";
+  const getB = c.dtypeB !== "f32" ? "ldB(i)" : vecB ? "B[i >> 2u][i & 3u]" : "B[i]";
 
   L.push(paramsWGSL(12));
-  L.push(`@group(0) @binding(1) var<storage, read> A: array<${vecA ? "vec4<f32>" : "f32"}>;`);
-  L.push(`@group(0) @binding(2) var<storage, read> B: array<${vecB ? "vec4<f32>" : "f32"}>;`);
+  L.push(operandWGSL("A", 1, vecA, c.dtypeA));
+  L.push(operandWGSL("B", 2, vecB, c.dtypeB));
   if (c.bias) L.push(`@group(0) @binding(3) var<storage, read> BIAS: array<f32>;`);
   L.push(`@group(0) @binding(${c.bias ? 4 : 3}) var<storage, read_write> OUT: array<f32>;`);
   L.push(`fn getA(i: u32) -> f32 { return ${getA}; }`);
@@ -356,6 +400,10 @@ export interface MatmulArgs {
   transA?: boolean;
   /** B is stored transposed (`[n, k]`). Default false. */
   transB?: boolean;
+  /** Storage type of A (f16 / bf16 are widened to f32 on load). Default f32. */
+  aDType?: MatmulDType;
+  /** Storage type of B. Default f32. */
+  bDType?: MatmulDType;
   /** Tile override (tests, benchmarks); default {@linkcode pickTile}. */
   tile?: Partial<Pick<MatmulConfig, "tm" | "tn" | "wgX" | "wgY" | "fma">>;
 }
@@ -378,7 +426,8 @@ export function encodeMatmul(rt: Runtime, args: MatmulArgs): void {
   }
   const vecA = vecOK(args.aOffset, args.lda, args.aBatchStride, batch);
   const vecB = vecOK(args.bOffset, args.ldb, args.bBatchStride, batch);
-  const plain = vecA && vecB && !transA && !transB;
+  const plain = vecA && vecB && !transA && !transB && (args.aDType ?? "f32") === "f32" &&
+    (args.bDType ?? "f32") === "f32";
   const threads = navigator.hardwareConcurrency ?? 2;
   const cfg = full({
     transA,
@@ -386,6 +435,8 @@ export function encodeMatmul(rt: Runtime, args: MatmulArgs): void {
     bias: args.bias !== undefined,
     vecA,
     vecB,
+    dtypeA: args.aDType ?? "f32",
+    dtypeB: args.bDType ?? "f32",
     ...pickTile(m, n, rt.info.isFallback, threads, plain ? DEFAULT_TILE.tm : OTHER_MAX_TILE),
     ...args.tile,
   });

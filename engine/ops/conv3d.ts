@@ -9,7 +9,10 @@
  *
  * The kernels read the weight in a packed layout (output channels innermost, padded to the
  * tile): the packing is an ordinary `pad` of a permuted view, recorded without gradient; the
- * ops' backward rules return the gradient of the PyTorch-layout weight. Depthwise convolutions
+ * ops' backward rules return the gradient of the PyTorch-layout weight. A dense f16 / bf16 weight
+ * is not packed: the kernels read it in its PyTorch layout and widen it on load (such weights
+ * are frozen: requiresGrad on them is an error; the input gradient reads them the same way).
+ * Depthwise convolutions
  * (`groups = Cin = Cout`, stride 1 and dilation 1 along W) run dedicated kernels that read the
  * weight as it is.
  *
@@ -29,6 +32,7 @@ import {
   CONV_PARAM_WORDS,
   convKernel,
   type ConvTile,
+  type ConvWeightDType,
   CP,
   depthwiseGradWeightKernel,
   depthwiseKernel,
@@ -38,7 +42,8 @@ import {
   type GradWeightVariant,
 } from "../../kernels/conv3d.ts";
 import { add, copy } from "./elementwise.ts";
-import { matmul } from "./matmul.ts";
+import { halfOrF32, matmul } from "./matmul.ts";
+import { type DType, isHalf } from "../dtype.ts";
 import { contiguous, narrow, pad, permute, reshape } from "./movement.ts";
 import { concat } from "./concat.ts";
 import { sum } from "./reduce.ts";
@@ -240,7 +245,7 @@ function encodeDirect(
   fwd: boolean,
   a: DirectAttrs,
   x: { buffer: GPUBuffer; offset: number },
-  w: { buffer: GPUBuffer; offset: number },
+  w: { buffer: GPUBuffer; offset: number; dtype: DType },
   b: { buffer: GPUBuffer; offset: number } | null,
   y: { buffer: GPUBuffer; offset: number },
 ): void {
@@ -262,6 +267,13 @@ function encodeDirect(
   words[CP.BOFF] = b ? b.offset : 0;
   words[CP.YOFF] = y.offset;
   words[CP.RC] = fwd ? 0 : 1;
+  const wType: ConvWeightDType = isHalf(w.dtype) ? w.dtype as ConvWeightDType : "f32";
+  if (wType !== "f32") {
+    // 16-bit weights are read in their PyTorch layout [Cout, Cin/groups, kT·kH·kW]
+    const k3 = g.k[0] * g.k[1] * g.k[2];
+    words[CP.WSO] = fwd ? crg * k3 : k3;
+    words[CP.WSR] = fwd ? k3 : crg * k3;
+  }
   const axes = [0, 1, 2].map((ax) =>
     axisWords(
       fwd
@@ -295,15 +307,15 @@ function encodeDirect(
   // aligned vec4 reads of the input rows: unit input step along W, rows and offset multiples of 4
   const isW = fwd ? g.stride[2] : 1;
   const vecX = isW === 1 && inSize[2] % 4 === 0 && x.offset % 4 === 0;
-  if (!a.depthwise && w.offset % 4 !== 0) {
+  if (!a.depthwise && wType === "f32" && w.offset % 4 !== 0) {
     throw new Error(`internal: conv3d packed weight offset ${w.offset}`);
   }
   const total = g.n * g.groups * (a.outPad / a.tile.co) * os[0]! * q[0]! * os[1]! * q[1]! *
     os[2]! * qwb;
   const bias = a.bias && fwd;
   const spec = a.depthwise
-    ? depthwiseKernel({ kw: g.k[2], p: a.tile.p, wg: a.tile.wg, vecX, bias })
-    : convKernel({ ...a.tile, vecX, bias });
+    ? depthwiseKernel({ kw: g.k[2], p: a.tile.p, wg: a.tile.wg, vecX, bias, wType })
+    : convKernel({ ...a.tile, vecX, bias, wType });
   const bind = [x.buffer, w.buffer, ...(b && fwd ? [b.buffer] : []), y.buffer];
   // signed words (negative paddings / dilations) as two's complement u32
   const u = words.map((v) => v >>> 0);
@@ -347,6 +359,14 @@ function f32Dense(t: Tensor): Tensor {
 }
 
 /**
+ * The weight as the direct kernels read it: a dense f16 / bf16 weight as it is (widened in the
+ * kernel), anything else as dense f32.
+ */
+function denseWeight(t: Tensor): Tensor {
+  return isHalf(t.dtype) && t.contiguous ? t : f32Dense(t);
+}
+
+/**
  * 3-D convolution, as PyTorch's `F.conv3d`: `x` `[N, Cin, T, H, W]`, `weight`
  * `[Cout, Cin/groups, kT, kH, kW]` → `[N, Cout, To, Ho, Wo]` with
  * `To = floor((T + 2·padT - dilT·(kT - 1) - 1) / strideT) + 1` (same for H, W).
@@ -373,6 +393,7 @@ export function conv3d(x: Tensor, weight: Tensor, options: Conv3dOptions = {}): 
       );
     }
   }
+  halfOrF32("conv3d", "weight", weight); // 16-bit weights are frozen: clear error on requiresGrad
   if (isPointwise(geom)) return pointwise(x, weight, bias, geom);
   const cog = geom.cout / geom.groups;
   const depthwise = isDepthwise(geom);
@@ -380,9 +401,10 @@ export function conv3d(x: Tensor, weight: Tensor, options: Conv3dOptions = {}): 
     ? depthwiseTile(geom.outSize[2], isFallback())
     : pickConvTile(cog, geom.outSize[2], isFallback());
   const outPad = depthwise ? 1 : roundUp(cog, tile.co);
-  const w = f32Dense(weight);
-  // the depthwise kernel reads w as it is (passed twice: as the weight and as the kernel operand)
-  const wf = depthwise ? w : packWeight(w, geom.groups, true, outPad);
+  const w = denseWeight(weight);
+  // the depthwise kernel and 16-bit weights read w as it is (passed twice: as the weight and as
+  // the kernel operand)
+  const wf = depthwise || isHalf(w.dtype) ? w : packWeight(w, geom.groups, true, outPad);
   const ins = [f32Dense(x), w, wf];
   if (bias) ins.push(f32Dense(bias));
   return apply1(CONV3D, ins, { geom, tile, outPad, bias: !!bias, depthwise }, {
@@ -432,8 +454,8 @@ export function conv3dInputGrad(dy: Tensor, weight: Tensor, geom: ConvGeom): Ten
   const depthwise = isDepthwise(geom);
   const tile = depthwise ? depthwiseTile(qw, isFallback()) : pickConvTile(crg, qw, isFallback());
   const outPad = depthwise ? 1 : roundUp(crg, tile.co);
-  const w = f32Dense(weight);
-  const wb = depthwise ? w : packWeight(w, geom.groups, false, outPad);
+  const w = denseWeight(weight);
+  const wb = depthwise || isHalf(w.dtype) ? w : packWeight(w, geom.groups, false, outPad);
   return apply1(CONV3D_DX, [f32Dense(dy), wb], { geom, tile, outPad, bias: false, depthwise }, {
     shape: [geom.n, geom.cin, ...geom.inSize],
     dtype: "f32",

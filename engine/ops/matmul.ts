@@ -1,13 +1,16 @@
 /**
  * Batched matrix multiply with broadcasting batch axes, transposed operands read in place (a
  * `transpose(w)` view costs no copy) and a fused bias epilogue. Backward is two matmuls.
+ * Operands stored as f16 / bf16 (compact weights) are read as they are and widened in the kernel;
+ * they must not require grad (the gradient w.r.t. the other operand reads them the same way).
  *
  * @module
  */
 import { apply1 } from "../graph.ts";
 import { broadcastShapes, fmtShape, numel } from "../shape.ts";
 import { checkAlive, type OpDef, type Tensor, type TensorView } from "../tensor.ts";
-import { encodeMatmul } from "../../kernels/matmul.ts";
+import { encodeMatmul, type MatmulDType } from "../../kernels/matmul.ts";
+import { isHalf } from "../dtype.ts";
 import { contiguous, expand, reshape, sumTo, transpose } from "./movement.ts";
 import { copy } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
@@ -87,6 +90,8 @@ const MATMUL: OpDef<MatmulAttrs> = {
       bBatchStride: lb.batchStride,
       ldb: lb.ld,
       transB: lb.trans,
+      aDType: a.dtype as MatmulDType,
+      bDType: b.dtype as MatmulDType,
       bias: attrs.bias ? { buffer: inputs[2]!.buffer, offset: inputs[2]!.offset } : undefined,
       out: out.buffer,
       outOffset: out.offset,
@@ -159,10 +164,10 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     const y = matmul(a2, b, options);
     return reshape(y, [...a.shape.slice(0, -1), n]);
   }
-  const fa = operand(a, batchShape);
-  const fb = operand(b, batchShape);
+  const fa = operand(halfOrF32("matmul", "a", a), batchShape);
+  const fb = operand(halfOrF32("matmul", "b", b), batchShape);
   const ins = [fa, fb];
-  if (bias) ins.push(contiguous(bias));
+  if (bias) ins.push(bias.dtype === "f32" ? contiguous(bias) : copy(bias));
   if (m === 0 || n === 0 || k === 0) {
     throw new RangeError(`matmul: empty operand ${fmtShape(a.shape)} · ${fmtShape(b.shape)}`);
   }
@@ -173,7 +178,26 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
 }
 
 /**
- * The operand as the kernel can read it: in place when one batch stride describes it, else a
+ * An operand the kernel reads: f32 as it is, f16 / bf16 as it is (widened in the kernel; frozen:
+ * no gradient w.r.t. a 16-bit operand), other dtypes widened to f32 by a copy.
+ */
+export function halfOrF32(op: string, name: string, t: Tensor): Tensor {
+  if (isHalf(t.dtype)) {
+    if (t.requiresGrad) {
+      throw new TypeError(
+        `${op}: ${name} ${fmtShape(t.shape)} is ${t.dtype} and requires grad; gradients w.r.t. ` +
+          `f16/bf16 weights are not supported (they are frozen storage): train an f32 copy ` +
+          `(copy(w)) or clear requiresGrad`,
+      );
+    }
+    return t;
+  }
+  return t.dtype === "f32" ? t : copy(t);
+}
+
+/**
+ * The operand as the kernel can read it (a 16-bit operand whose layout needs a copy is widened
+ * to f32 by that copy): in place when one batch stride describes it, else a
  * dense copy (broadcast over the full batch when its batch axes mix broadcast and real strides).
  */
 function operand(t: Tensor, batchShape: readonly number[]): Tensor {

@@ -1,13 +1,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { assertThrows as assertErr } from "../_assert_close.ts";
 import { crc32 } from "../../io/png.ts";
-import {
-  encodeGif,
-  encodePng,
-  quantizeRgb,
-  readVideo,
-  writeVideo,
-} from "../../io/mod.ts";
+import { encodeGif, encodePng, quantizeRgb, readVideo, writeVideo } from "../../io/mod.ts";
 
 import { ffTest, movingSquare } from "./_helpers.ts";
 
