@@ -23,6 +23,7 @@ PSNR and timings.
   --config FILE       build the model from a reference case.json "config" instead of a preset
   --size HxW          resize the input first (H and W must be multiples of 32)
   --max-frames N      read at most N frames (the count is cut to 1 or a multiple of 4)
+  --dtype T           weight storage: bf16 (default, as released), f16 or f32; compute is f32
   --no-tiling         code the whole video at once (more memory)
   --tile-size PX      spatial tile size in pixels (default from the preset, 256)
   --tile-frames N     temporal tile size in frames (default from the preset, 32)
@@ -46,6 +47,7 @@ async function main(): Promise<number> {
       config: { type: "string" },
       size: { type: "string" },
       "max-frames": { type: "string" },
+      dtype: { type: "string", default: "bf16" },
       "no-tiling": { type: "boolean" },
       "tile-size": { type: "string" },
       "tile-frames": { type: "string" },
@@ -70,11 +72,16 @@ async function main(): Promise<number> {
   const config = values.config
     ? fromReferenceConfig(JSON.parse(await Deno.readTextFile(values.config)).config, "from config")
     : dcAePreset(values.preset!);
+  const storage = values.dtype as "bf16" | "f16" | "f32";
+  if (!["bf16", "f16", "f32"].includes(storage)) {
+    console.error(`ae: --dtype must be bf16, f16 or f32, got ${values.dtype}`);
+    return 2;
+  }
   const rt = await init();
-  const ae = new DcAe(config);
+  const ae = new DcAe(config, { storage });
   console.log(
     `Video DC-AE ${config.name}: ${ae.params.count().toLocaleString()} parameters, ` +
-      `${(ae.params.bytes("f32") / 2 ** 20).toFixed(1)} MiB in f32 on ${rt.info.name}`,
+      `${(ae.params.bytes() / 2 ** 20).toFixed(1)} MiB of weights in ${storage} on ${rt.info.name}`,
   );
   let t0 = performance.now();
   await ae.params.load(values.ckpt!);
