@@ -4,18 +4,15 @@
  *
  * State lives in *arenas*: the parameters, their gradients, and the Adam moments (m, v) are laid
  * out in one flat index space (each parameter a segment padded to 64 elements), cut into chunks
- * no larger than the device's `maxStorageBufferBindingSize`. A step records, into the open batch
- * and without any CPU read-back:
- * 1. one buffer copy per parameter gathering its gradient into the gradient arena, and one copying
- *    the parameter into the parameter arena;
+ * no larger than the device's `maxStorageBufferBindingSize`. At construction the parameters are
+ * copied into the parameter arena and re-pointed there (`Tensor.rebind`), so the kernel updates
+ * them in place (views of a parameter made before that keep the old storage). A step records,
+ * into the open batch and without any CPU read-back:
+ * 1. one buffer copy per parameter gathering its gradient into the gradient arena;
  * 2. if clipping (or norm tracking) is on: per chunk, a partial sum-of-squares dispatch, then one
  *    dispatch reducing them to the global norm (a GPU buffer);
  * 3. per chunk, one AdamW dispatch (clip + decoupled decay + moments + update, vec4), which reads
- *    the norm from the GPU buffer;
- * 4. one buffer copy per parameter writing the updated value back to its own storage.
- *
- * Parameters keep their own storages (a `Tensor`'s `offset` is read-only, so a parameter cannot be
- * re-pointed into the arena); hence the copies in steps 1 and 4.
+ *    the norm from the GPU buffer and updates the parameters where they live.
  *
  * @module
  */
@@ -113,21 +110,27 @@ function layoutParams(
 
 /** One f32 buffer per chunk, zero-filled, owned by an optimizer or an EMA. */
 class Arena {
-  readonly buffers: GPUBuffer[];
+  /** Reference-counted storages of the chunks (parameters moved into an arena share them). */
+  readonly storages: Storage[];
   constructor(private readonly rt: Runtime, readonly chunks: readonly number[], label: string) {
-    this.buffers = chunks.map((n) => {
+    this.storages = chunks.map((n) => {
       const b = rt.pool.acquire(n * 4, `${label} arena chunk`);
       rt.write(b, 0, new Float32Array(n));
-      return b;
+      return new Storage(b, n * 4, (buf) => rt.pool.release(buf));
     });
+  }
+  /** The GPU buffer of each chunk. */
+  get buffers(): GPUBuffer[] {
+    return this.storages.map((s) => s.buffer);
   }
   /** Binding of chunk `c`: exactly its elements (the pooled buffer may be larger). */
   bind(c: number): Binding {
-    return { buffer: this.buffers[c]!, offset: 0, size: this.chunks[c]! * 4 };
+    return { buffer: this.storages[c]!.buffer, offset: 0, size: this.chunks[c]! * 4 };
   }
+  /** Drops the arena's reference (chunks shared with parameters live on with them). */
   dispose(): void {
-    for (const b of this.buffers) this.rt.pool.release(b);
-    this.buffers.length = 0;
+    for (const s of this.storages) s.release();
+    this.storages.length = 0;
   }
 }
 
@@ -259,6 +262,8 @@ export class AdamW {
     this.partialBuf = rt.pool.acquire(nPart * 4, "AdamW norm partials");
     rt.write(this.partialBuf, 0, new Float32Array(nPart));
     this.gatherParams();
+    // the parameters now live in the arena: the fused kernel updates them in place
+    for (const sl of this.layout.slots) sl.param.rebind(this.params.storages[sl.chunk]!, sl.offset);
     shared.set(this, { rt, layout: this.layout, params: this.params });
   }
 
@@ -300,9 +305,9 @@ export class AdamW {
   }
 
   /**
-   * One optimisation step: realizes the pending gradients, gathers them and the parameters into
-   * the arenas, computes the global grad norm (when clipping or tracking) and runs the fused
-   * AdamW kernel per chunk, then writes the parameters back. Everything is recorded into the open
+   * One optimisation step: realizes the pending gradients, gathers them into the gradient arena,
+   * computes the global grad norm (when clipping or tracking) and runs the fused AdamW kernel per
+   * chunk, updating the parameters in place. Everything is recorded into the open
    * batch; nothing waits for the GPU.
    */
   step(): void {
@@ -328,7 +333,6 @@ export class AdamW {
       rt.copy(this.zeros(s.size * 4), 0, this.grads.buffers[s.chunk]!, s.offset * 4, s.size * 4);
     }
     for (const t of temps) t.dispose();
-    this.gatherParams();
 
     this.stepCount++;
     const clip = this.maxGradNorm !== undefined;
@@ -386,13 +390,6 @@ export class AdamW {
         gridFor(n / 4, OPTIM_WG, maxG),
       );
     });
-
-    // 4. parameters back to their storages
-    for (const sl of slots) {
-      if (sl.size === 0) continue;
-      const v = viewOf(sl.param);
-      rt.copy(this.params.buffers[sl.chunk]!, sl.offset * 4, v.buffer, v.offset * 4, sl.size * 4);
-    }
   }
 
   /** Drops every parameter's gradient. */

@@ -123,7 +123,7 @@ export class Tensor {
     node: Node | null,
     base: Tensor | null = null,
     readonly strides: readonly number[] = contiguousStrides(shape),
-    readonly offset: number = 0,
+    public offset: number = 0,
   ) {
     this.node = node;
     this.base = base;
@@ -164,6 +164,21 @@ export class Tensor {
     this.node = null;
     this.grad?.dispose();
     this.grad = null;
+  }
+
+  /**
+   * Re-points a realized dense tensor (not a view) at element `offset` of another storage holding
+   * the same values, e.g. a parameter moved into an optimizer's arena. Views made earlier keep the
+   * old storage.
+   */
+  rebind(storage: Storage, offset: number): void {
+    if (this.base || !this.storage || !this.contiguous) {
+      throw new Error(`rebind: ${this} must be a realized dense tensor, not a view`);
+    }
+    storage.retain();
+    this.storage.release();
+    this.storage = storage;
+    this.offset = offset;
   }
 
   /** `using t = ...` support. */

@@ -350,3 +350,27 @@ gpuTest("AdamW: errors", async () => {
   await assertThrows(() => opt.step(), "disposed");
   p.dispose();
 });
+
+gpuTest("AdamW moves the parameters into its arena and updates them in place", async () => {
+  const a = parameter("arena.a", new Float32Array([1, 2, 3]), [3]);
+  const b = parameter("arena.b", new Float32Array([4, 5]), [2]);
+  const oldA = a.storage;
+  const opt = new AdamW([a, b], { lr: 0.1, weightDecay: 0 });
+  if (a.storage === oldA || a.storage !== b.storage) {
+    throw new Error("parameters were not re-pointed into one arena chunk");
+  }
+  if (a.offset !== 0 || b.offset !== 64) throw new Error(`offsets ${a.offset}, ${b.offset}`);
+  a.grad = keep(fromData(new Float32Array([1, 1, 1]), [3], "f32"));
+  b.grad = keep(fromData(new Float32Array([-1, -1]), [2], "f32"));
+  opt.step();
+  // first Adam step moves each element by lr against the sign of its gradient
+  const [va, vb] = await readAll([a, b]);
+  if (va!.some((v, i) => Math.abs(v - ([1, 2, 3][i]! - 0.1)) > 1e-5)) throw new Error(`a = ${va}`);
+  if (vb!.some((v, i) => Math.abs(v - ([4, 5][i]! + 0.1)) > 1e-5)) throw new Error(`b = ${vb}`);
+  opt.dispose();
+  // the arena chunk lives on with the parameters
+  const again = await readAll([a]);
+  if (Math.abs(again[0]![0]! - 0.9) > 1e-5) throw new Error("parameter lost with the optimizer");
+  a.dispose();
+  b.dispose();
+});
