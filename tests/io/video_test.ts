@@ -12,9 +12,7 @@ async function assertRejects(
   return e;
 }
 import {
-  FfmpegMissingError,
   framesToTensorData,
-  hasFfmpeg,
   readVideo,
   tensorDataToFrames,
   writeVideo,
@@ -101,29 +99,46 @@ ffTest("webm round trip", async () => {
 });
 
 Deno.test("missing ffmpeg: error names the package and the GIF/PNG fallback", async () => {
-  const prev = Deno.env.get("KINO_FFMPEG");
-  Deno.env.set("KINO_FFMPEG", "/nonexistent");
+  // Runs in a child process with KINO_FFMPEG pointing nowhere: changing this process's
+  // environment would leak into test files that run in parallel.
   const dir = await tmpDir();
+  const mod = new URL("../../io/mod.ts", import.meta.url).href;
+  const script = `
+    import { FfmpegMissingError, hasFfmpeg, readVideo, writeVideo } from "${mod}";
+    const dir = ${JSON.stringify(dir)};
+    const clip = new Uint8Array(2 * 8 * 8 * 3).fill(100);
+    const opts = { t: 2, h: 8, w: 8, fps: 5 };
+    const out = { has: await hasFfmpeg(), mp4: "", read: "" };
+    try { await writeVideo(dir + "/x.mp4", clip, opts); } catch (e) {
+      out.mp4 = (e instanceof FfmpegMissingError ? "missing: " : "other: ") + e.message;
+    }
+    await Deno.writeFile(dir + "/in.bin", new Uint8Array(10));
+    try { await readVideo(dir + "/in.bin"); } catch (e) {
+      out.read = (e instanceof FfmpegMissingError ? "missing: " : "other: ") + e.message;
+    }
+    await writeVideo(dir + "/x.gif", clip, opts);
+    out.pngs = (await writeVideo(dir + "/frames/", clip, opts)).length;
+    console.log(JSON.stringify(out));`;
   try {
-    assertEquals(await hasFfmpeg(), false);
-    const clip = movingSquare(2, 8, 8);
-    const e = await assertRejects(
-      () => writeVideo(`${dir}/x.mp4`, clip, { t: 2, h: 8, w: 8, fps: 5 }),
-      FfmpegMissingError,
-    );
-    assert(e.message.includes("apt-get install -y ffmpeg"), e.message);
-    assert(/GIF and PNG output work without ffmpeg/.test(e.message), e.message);
-    await Deno.writeFile(`${dir}/in.bin`, new Uint8Array(10));
-    await assertRejects(() => readVideo(`${dir}/in.bin`), FfmpegMissingError, "apt-get install");
-    // GIF and PNG writing still work.
-    await writeVideo(`${dir}/x.gif`, clip, { t: 2, h: 8, w: 8, fps: 5 });
-    const pngs = await writeVideo(`${dir}/frames/`, clip, { t: 2, h: 8, w: 8, fps: 5 });
-    assertEquals(pngs.length, 2);
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--ext=ts", script],
+      env: { KINO_FFMPEG: "/nonexistent", KINO_FFPROBE: "/nonexistent" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(r.stdout);
+    assert(r.code === 0, text + new TextDecoder().decode(r.stderr));
+    const out = JSON.parse(text.trim().split("\n").at(-1)!);
+    assertEquals(out.has, false);
+    assert(out.mp4.startsWith("missing: "), out.mp4);
+    assert(out.mp4.includes("apt-get install -y ffmpeg"), out.mp4);
+    assert(/GIF and PNG output work without ffmpeg/.test(out.mp4), out.mp4);
+    assert(out.read.startsWith("missing: ") && out.read.includes("apt-get install"), out.read);
+    // GIF and PNG writing still work, and no partial x.mp4 is left
+    assertEquals(out.pngs, 2);
     const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
-    assertEquals(names, ["frames", "in.bin", "x.gif"]); // no partial x.mp4
+    assertEquals(names, ["frames", "in.bin", "x.gif"]);
   } finally {
-    if (prev === undefined) Deno.env.delete("KINO_FFMPEG");
-    else Deno.env.set("KINO_FFMPEG", prev);
     await Deno.remove(dir, { recursive: true });
   }
 });
