@@ -11,12 +11,7 @@ async function assertRejects(
   assert(e instanceof cls, `expected ${cls.name}, got ${e.constructor.name}: ${e.message}`);
   return e;
 }
-import {
-  framesToTensorData,
-  readVideo,
-  tensorDataToFrames,
-  writeVideo,
-} from "../../io/mod.ts";
+import { framesToTensorData, readVideo, tensorDataToFrames, writeVideo } from "../../io/mod.ts";
 
 import { ffTest, movingSquare } from "./_helpers.ts";
 
