@@ -4,9 +4,9 @@
  * random upstream gradient, at 1e-4 abs + 1e-4 rel. Parameters are set by their names relative
  * to the block (`param.<name>`), so the block's declared names are checked too.
  */
+import { loadOpsFamily } from "../_fixtures.ts";
 import { fixtureTest } from "../_gpu.ts";
 import { assertClose, maxErrors } from "../_assert_close.ts";
-import { loadSafetensors } from "../../engine/safetensors.ts";
 import { fromData } from "../../engine/graph.ts";
 import { backward, parameter } from "../../engine/autograd.ts";
 import { readAll } from "../../engine/ops/movement.ts";
@@ -19,17 +19,10 @@ import {
   UpsampleBlock,
 } from "../../models/dc_ae/layers.ts";
 
-type Stored = Map<string, { shape: number[]; data: Float32Array }>;
 const TOL = { atol: 1e-4, rtol: 1e-4 };
 
-let cached: { t: Stored; cases: Record<string, { tensors: string[] }> } | null = null;
-async function load(dir: string) {
-  if (!cached) {
-    const t = await loadSafetensors(`${dir}tiny/ops/dc_ae_blocks.safetensors`);
-    const json = JSON.parse(await Deno.readTextFile(`${dir}tiny/ops/dc_ae_blocks.json`));
-    cached = { t, cases: json.cases };
-  }
-  return cached;
+function load(dir: string) {
+  return loadOpsFamily<{ tensors: string[] }>(dir, "dc_ae_blocks");
 }
 
 interface Block {
