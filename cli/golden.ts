@@ -5,7 +5,10 @@
  * and exits non-zero when any exceeds 1e-4 absolute + 1e-4 relative.
  *
  * Kinds: `dc_ae*` (Video DC-AE: every `model.encode(x)` / `model.decode(x)` call listed in
- * `case.json.calls`, with the stored `inter.*` intermediates). `mmdit*` arrives with the MMDiT.
+ * `case.json.calls`, with the stored `inter.*` intermediates), `mmdit*` (MMDiT forward with every
+ * stored intermediate, and where `grads.safetensors` exists the MSE loss against `target`, every
+ * parameter's gradient and the input gradients) and `sampling*` (the case's denoising loop
+ * replayed through Kino's sampler and the MMDiT).
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
@@ -16,6 +19,8 @@ import { keep, noGrad, type Tensor, tidy } from "../engine/tensor.ts";
 import { loadSafetensors } from "../engine/safetensors.ts";
 import { fromReferenceConfig } from "../models/dc_ae/config.ts";
 import { DcAe } from "../models/dc_ae/model.ts";
+import { runMMDiTCase } from "./golden_mmdit.ts";
+import { compare, type Row } from "./_compare.ts";
 
 const HELP = `Usage: deno task golden <case-dir> [--atol 1e-4] [--rtol 1e-4]
 
@@ -23,36 +28,9 @@ Runs a reference case directory (case.json, weights.safetensors, tensors.safeten
 Kino's model built from the case's config, prints the max abs/rel error of every stored tensor,
 and exits 1 when any exceeds atol + rtol * |expected|.
 
-Supported kinds (case.json "case" field): dc_ae*. Example:
-  deno task golden ../shared/fixtures/tiny/dc_ae_tiny`;
-
-interface Row {
-  name: string;
-  shape: number[];
-  abs: number;
-  rel: number;
-  ok: boolean;
-}
-
-function compare(
-  name: string,
-  got: Float32Array,
-  want: Float32Array,
-  shape: number[],
-  atol: number,
-  rtol: number,
-): Row {
-  let abs = 0;
-  let rel = 0;
-  let ok = got.length === want.length;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i]! - want[i]!);
-    abs = Math.max(abs, d);
-    rel = Math.max(rel, d / Math.max(Math.abs(want[i]!), 1e-12));
-    if (!(d <= atol + rtol * Math.abs(want[i]!))) ok = false;
-  }
-  return { name, shape, abs, rel, ok };
-}
+Supported kinds (case.json "case" field): dc_ae*, mmdit*, sampling*. Examples:
+  deno task golden ../shared/fixtures/tiny/dc_ae_tiny
+  deno task golden ../shared/fixtures/tiny/mmdit_tiny`;
 
 async function runDcAe(
   dir: string,
@@ -170,8 +148,9 @@ async function main(): Promise<number> {
   await init();
   let rows: Row[];
   if (kind.startsWith("dc_ae")) rows = await runDcAe(dir, kase, atol, rtol);
+  else if (kind.startsWith("mmdit")) rows = await runMMDiTCase(dir, kase, { atol, rtol });
   else {
-    console.error(`golden: case kind "${kind}" is not supported yet (supported: dc_ae*)`);
+    console.error(`golden: case kind "${kind}" is not supported (supported: dc_ae*, mmdit*)`);
     return 2;
   }
   const w = Math.max(...rows.map((r) => r.name.length));

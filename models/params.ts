@@ -168,7 +168,10 @@ export class ParamSet {
       }
       for (const [n, f] of where) {
         if (!this.specs.has(n) || report.wrongShape.some((w) => w.name === n)) continue;
-        if (this.storage === "f32") this.set(n, await f.readF32(n));
+        // compact storage applies to matrices; vectors (biases, norm scales) stay f32
+        if (this.storage === "f32" || this.specs.get(n)!.shape.length < 2) {
+          this.set(n, await f.readF32(n));
+        }
         else {
           const { data } = await f.readAs(n, this.storage === "f16" ? "f16" : "bf16");
           this.set(n, data, this.storage);

@@ -1,0 +1,279 @@
+/**
+ * Layers of the MMDiT, one class per reference module (`opensora/models/mmdit/layers.py`; spec
+ * `shared/spec/mmdit.md` §4, §8-§12). Each class declares its parameters under the reference's
+ * module path (the checkpoint keys) and records ops in `forward`. Token tensors are
+ * `[B, L, hidden]`; heads are contiguous `hidden/numHeads`-wide slices of the features.
+ *
+ * @module
+ */
+import type { ParamScope } from "../params.ts";
+import type { Tensor } from "../../engine/tensor.ts";
+import { add, gelu, mul, silu } from "../../engine/ops/elementwise.ts";
+import { permute, reshape } from "../../engine/ops/movement.ts";
+import { chunk, concat, split } from "../../engine/ops/concat.ts";
+import { linear } from "../../engine/ops/matmul.ts";
+import { layerNorm, rmsNorm } from "../../engine/ops/norm.ts";
+import { attention, ropeHalf, ropeInterleaved } from "../../engine/ops/attention.ts";
+
+/** `nn.Linear(in, out, bias)`: keys `weight` `[out, in]`, `bias` `[out]`; PyTorch's init. */
+export class Linear {
+  readonly weight: string;
+  readonly bias: string | null;
+  constructor(
+    private readonly scope: ParamScope,
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    bias = true,
+    zeroInit = false,
+  ) {
+    const bound = 1 / Math.sqrt(inFeatures);
+    const init = zeroInit ? "zeros" : { uniform: bound };
+    this.weight = scope.declare("weight", [outFeatures, inFeatures], init);
+    this.bias = bias ? scope.declare("bias", [outFeatures], init) : null;
+  }
+  forward(x: Tensor): Tensor {
+    const w = this.scope.get(this.weight);
+    return this.bias ? linear(x, w, this.scope.get(this.bias)) : linear(x, w);
+  }
+}
+
+/** `MLPEmbedder`: `out_layer(SiLU(in_layer(x)))`. */
+export class MLPEmbedder {
+  readonly inLayer: Linear;
+  readonly outLayer: Linear;
+  constructor(scope: ParamScope, inDim: number, hidden: number) {
+    this.inLayer = new Linear(scope.sub("in_layer"), inDim, hidden);
+    this.outLayer = new Linear(scope.sub("out_layer"), hidden, hidden);
+  }
+  forward(x: Tensor): Tensor {
+    return this.outLayer.forward(silu(this.inLayer.forward(x)));
+  }
+}
+
+/** One modulation triple, each `[B, 1, hidden]` (broadcast over the sequence). */
+export interface ModulationOut {
+  shift: Tensor;
+  scale: Tensor;
+  gate: Tensor;
+}
+
+/** `Modulation`: `lin(SiLU(vec))` chunked into 1 or 2 `(shift, scale, gate)` triples. */
+export class Modulation {
+  readonly lin: Linear;
+  constructor(scope: ParamScope, private readonly hidden: number, readonly double: boolean) {
+    this.lin = new Linear(scope.sub("lin"), hidden, (double ? 6 : 3) * hidden);
+  }
+  forward(vec: Tensor): ModulationOut[] {
+    const B = vec.shape[0]!;
+    const m = reshape(this.lin.forward(silu(vec)), [B, 1, (this.double ? 6 : 3) * this.hidden]);
+    const c = chunk(m, this.double ? 6 : 3, -1);
+    const out: ModulationOut[] = [{ shift: c[0]!, scale: c[1]!, gate: c[2]! }];
+    if (this.double) out.push({ shift: c[3]!, scale: c[4]!, gate: c[5]! });
+    return out;
+  }
+}
+
+/** `(1 + scale)·LN(x) + shift`, LN without affine parameters, eps 1e-6 (spec §9). */
+export function modulate(x: Tensor, m: { shift: Tensor; scale: Tensor }): Tensor {
+  return add(mul(layerNorm(x, undefined, undefined, 1e-6), add(m.scale, 1)), m.shift);
+}
+
+/** `x + gate · y`. */
+export function gated(x: Tensor, gate: Tensor, y: Tensor): Tensor {
+  return add(x, mul(gate, y));
+}
+
+/** Rotary tables for one forward: rotate-half (cos/sin) or Flux (pe). */
+export type Rope = { kind: "half"; cos: Tensor; sin: Tensor } | { kind: "flux"; pe: Tensor };
+
+/** `QKNorm`: RMSNorm over the head dim with separate learnable scales for q and k (eps 1e-6). */
+export class QKNorm {
+  readonly queryScale: string;
+  readonly keyScale: string;
+  constructor(private readonly scope: ParamScope, headDim: number) {
+    this.queryScale = scope.sub("query_norm").declare("scale", [headDim], "ones");
+    this.keyScale = scope.sub("key_norm").declare("scale", [headDim], "ones");
+  }
+  /** q, k as `[B, L, H, D]`. */
+  forward(q: Tensor, k: Tensor): [Tensor, Tensor] {
+    return [
+      rmsNorm(q, this.scope.get(this.queryScale), 1e-6),
+      rmsNorm(k, this.scope.get(this.keyScale), 1e-6),
+    ];
+  }
+}
+
+/** `[B, L, H·D]` → `[B, L, H, D]` (a view). */
+export function splitHeads(x: Tensor, heads: number): Tensor {
+  const [B, L, F] = x.shape as [number, number, number];
+  return reshape(x, [B, L, heads, F / heads]);
+}
+
+/**
+ * Joint attention (spec §8): q, k, v as `[B, L, H, D]` (text tokens first) → RoPE on q and k →
+ * `softmax(q·kᵀ/√D)·v` over all tokens, no mask → `[B, L, H·D]`.
+ */
+export function jointAttention(q: Tensor, k: Tensor, v: Tensor, rope: Rope): Tensor {
+  const [B, L, H, D] = q.shape as [number, number, number, number];
+  const heads = (t: Tensor) => permute(t, [0, 2, 1, 3]);
+  const rot = (t: Tensor) =>
+    rope.kind === "half"
+      ? ropeHalf(heads(t), rope.cos, rope.sin)
+      : ropeInterleaved(heads(t), rope.pe);
+  const o = attention(rot(q), rot(k), heads(v)); // [B, H, L, D]
+  return reshape(permute(o, [0, 2, 1, 3]), [B, L, H * D]);
+}
+
+/** The MLP of a double block: `Linear(h → r·h) → GELU(tanh) → Linear(r·h → h)` (keys `0`, `2`). */
+export class Mlp {
+  readonly fc1: Linear;
+  readonly fc2: Linear;
+  constructor(scope: ParamScope, hidden: number, mlpHidden: number) {
+    this.fc1 = new Linear(scope.sub(0), hidden, mlpHidden);
+    this.fc2 = new Linear(scope.sub(2), mlpHidden, hidden);
+  }
+  forward(x: Tensor): Tensor {
+    return this.fc2.forward(gelu(this.fc1.forward(x), "tanh"));
+  }
+}
+
+/**
+ * `SelfAttention` of one stream of a double block: q/k/v projections (separate, or fused `qkv`),
+ * QK-norm, and the output projection `proj`.
+ */
+export class StreamAttention {
+  readonly q: Linear | null = null;
+  readonly k: Linear | null = null;
+  readonly v: Linear | null = null;
+  readonly qkv: Linear | null = null;
+  readonly norm: QKNorm;
+  readonly proj: Linear;
+  constructor(
+    scope: ParamScope,
+    private readonly hidden: number,
+    readonly heads: number,
+    fused: boolean,
+    bias: boolean,
+  ) {
+    if (fused) this.qkv = new Linear(scope.sub("qkv"), hidden, 3 * hidden, bias);
+    else {
+      this.q = new Linear(scope.sub("q_proj"), hidden, hidden, bias);
+      this.k = new Linear(scope.sub("k_proj"), hidden, hidden, bias);
+      this.v = new Linear(scope.sub("v_proj"), hidden, hidden, bias);
+    }
+    this.norm = new QKNorm(scope.sub("norm"), hidden / heads);
+    this.proj = new Linear(scope.sub("proj"), hidden, hidden);
+  }
+  /** q, k (normalised), v as `[B, L, H, D]`. */
+  qkvHeads(x: Tensor): [Tensor, Tensor, Tensor] {
+    let q: Tensor, k: Tensor, v: Tensor;
+    if (this.qkv) [q, k, v] = chunk(this.qkv.forward(x), 3, -1) as [Tensor, Tensor, Tensor];
+    else [q, k, v] = [this.q!.forward(x), this.k!.forward(x), this.v!.forward(x)];
+    const [qn, kn] = this.norm.forward(splitHeads(q, this.heads), splitHeads(k, this.heads));
+    return [qn, kn, splitHeads(v, this.heads)];
+  }
+}
+
+/** `DoubleStreamBlock` (spec §10): separate weights for the image and text streams. */
+export class DoubleStreamBlock {
+  readonly imgMod: Modulation;
+  readonly imgAttn: StreamAttention;
+  readonly imgMlp: Mlp;
+  readonly txtMod: Modulation;
+  readonly txtAttn: StreamAttention;
+  readonly txtMlp: Mlp;
+  constructor(
+    scope: ParamScope,
+    hidden: number,
+    heads: number,
+    mlpHidden: number,
+    fused: boolean,
+    qkvBias: boolean,
+  ) {
+    this.imgMod = new Modulation(scope.sub("img_mod"), hidden, true);
+    this.imgAttn = new StreamAttention(scope.sub("img_attn"), hidden, heads, fused, qkvBias);
+    this.imgMlp = new Mlp(scope.sub("img_mlp"), hidden, mlpHidden);
+    this.txtMod = new Modulation(scope.sub("txt_mod"), hidden, true);
+    this.txtAttn = new StreamAttention(scope.sub("txt_attn"), hidden, heads, fused, qkvBias);
+    this.txtMlp = new Mlp(scope.sub("txt_mlp"), hidden, mlpHidden);
+  }
+  forward(img: Tensor, txt: Tensor, vec: Tensor, rope: Rope): [Tensor, Tensor] {
+    const [im1, im2] = this.imgMod.forward(vec) as [ModulationOut, ModulationOut];
+    const [tm1, tm2] = this.txtMod.forward(vec) as [ModulationOut, ModulationOut];
+    const [iq, ik, iv] = this.imgAttn.qkvHeads(modulate(img, im1));
+    const [tq, tk, tv] = this.txtAttn.qkvHeads(modulate(txt, tm1));
+    const Lt = txt.shape[1]!;
+    const a = jointAttention(concat([tq, iq], 1), concat([tk, ik], 1), concat([tv, iv], 1), rope);
+    const [ta, ia] = split(a, [Lt, img.shape[1]!], 1) as [Tensor, Tensor];
+    img = gated(img, im1.gate, this.imgAttn.proj.forward(ia));
+    img = gated(img, im2.gate, this.imgMlp.forward(modulate(img, im2)));
+    txt = gated(txt, tm1.gate, this.txtAttn.proj.forward(ta));
+    txt = gated(txt, tm2.gate, this.txtMlp.forward(modulate(txt, tm2)));
+    return [img, txt];
+  }
+}
+
+/** `SingleStreamBlock` (spec §11) on the joint sequence (text first). */
+export class SingleStreamBlock {
+  readonly q: Linear | null = null;
+  readonly k: Linear | null = null;
+  readonly vMlp: Linear | null = null;
+  readonly linear1: Linear | null = null;
+  readonly linear2: Linear;
+  readonly norm: QKNorm;
+  readonly modulation: Modulation;
+  constructor(
+    scope: ParamScope,
+    private readonly hidden: number,
+    readonly heads: number,
+    private readonly mlpHidden: number,
+    fused: boolean,
+  ) {
+    if (fused) this.linear1 = new Linear(scope.sub("linear1"), hidden, 3 * hidden + mlpHidden);
+    else {
+      this.q = new Linear(scope.sub("q_proj"), hidden, hidden);
+      this.k = new Linear(scope.sub("k_proj"), hidden, hidden);
+      this.vMlp = new Linear(scope.sub("v_mlp"), hidden, hidden + mlpHidden);
+    }
+    this.linear2 = new Linear(scope.sub("linear2"), hidden + mlpHidden, hidden);
+    this.norm = new QKNorm(scope.sub("norm"), hidden / heads);
+    this.modulation = new Modulation(scope.sub("modulation"), hidden, false);
+  }
+  forward(x: Tensor, vec: Tensor, rope: Rope): Tensor {
+    const [m] = this.modulation.forward(vec) as [ModulationOut];
+    const u = modulate(x, m);
+    const h = this.hidden;
+    let q: Tensor, k: Tensor, v: Tensor, mlp: Tensor;
+    if (this.linear1) {
+      [q, k, v, mlp] = split(this.linear1.forward(u), [h, h, h, this.mlpHidden], -1) as [
+        Tensor,
+        Tensor,
+        Tensor,
+        Tensor,
+      ];
+    } else {
+      q = this.q!.forward(u);
+      k = this.k!.forward(u);
+      [v, mlp] = split(this.vMlp!.forward(u), [h, this.mlpHidden], -1) as [Tensor, Tensor];
+    }
+    const [qn, kn] = this.norm.forward(splitHeads(q, this.heads), splitHeads(k, this.heads));
+    const a = jointAttention(qn, kn, splitHeads(v, this.heads), rope);
+    return gated(x, m.gate, this.linear2.forward(concat([a, gelu(mlp, "tanh")], -1)));
+  }
+}
+
+/** `LastLayer` (spec §12): `[shift | scale] = adaLN(SiLU(vec))`, then a linear to the output. */
+export class LastLayer {
+  readonly linear: Linear;
+  readonly adaLN: Linear;
+  constructor(scope: ParamScope, private readonly hidden: number, outChannels: number) {
+    this.linear = new Linear(scope.sub("linear"), hidden, outChannels);
+    this.adaLN = new Linear(scope.sub("adaLN_modulation").sub(1), hidden, 2 * hidden);
+  }
+  forward(x: Tensor, vec: Tensor): Tensor {
+    const B = vec.shape[0]!;
+    const m = reshape(this.adaLN.forward(silu(vec)), [B, 1, 2 * this.hidden]);
+    const [shift, scale] = chunk(m, 2, -1) as [Tensor, Tensor];
+    return this.linear.forward(modulate(x, { shift, scale }));
+  }
+}
