@@ -171,8 +171,7 @@ export class ParamSet {
         // compact storage applies to matrices; vectors (biases, norm scales) stay f32
         if (this.storage === "f32" || this.specs.get(n)!.shape.length < 2) {
           this.set(n, await f.readF32(n));
-        }
-        else {
+        } else {
           const { data } = await f.readAs(n, this.storage === "f16" ? "f16" : "bf16");
           this.set(n, data, this.storage);
         }
@@ -182,6 +181,17 @@ export class ParamSet {
     } finally {
       for (const f of files) f.close();
     }
+  }
+
+  /** Frees one parameter's value (it can be set again later, e.g. by a weight streamer). */
+  release(name: string): void {
+    this.values.get(name)?.dispose();
+    this.values.delete(name);
+  }
+
+  /** Whether a parameter currently has a value. */
+  has(name: string): boolean {
+    return this.values.has(name);
   }
 
   /** Frees every parameter. */

@@ -43,8 +43,10 @@ export interface MMDiTOptions {
 
 /** Per-block hook (weight streaming): called before and after each block runs. */
 export interface BlockHooks {
+  /** Before the parameters under `prefix` (`embed`, `double_blocks.3`, ...) are used. */
   before?(prefix: string): void;
-  after?(prefix: string): void;
+  /** After the group's ops are recorded; `outputs` are what later groups consume. */
+  after?(prefix: string, outputs: Tensor[]): void;
 }
 
 /** The MMDiT; see the module doc. */
@@ -169,7 +171,7 @@ export class MMDiT {
     if (this.guidanceIn && x.guidance) {
       vec = add(vec, this.guidanceIn.forward(timestepEmbedding(x.guidance, 256)));
     }
-    hooks.after?.("embed");
+    hooks.after?.("embed", [img, txt, vec]);
     tap?.("img_in", img);
     tap?.("txt_in", txt);
     tap?.("vec", vec);
@@ -181,22 +183,22 @@ export class MMDiT {
     this.doubleBlocks.forEach((block, i) => {
       hooks.before?.(`double_blocks.${i}`);
       [img, txt] = block.forward(img, txt, vec, rope);
-      hooks.after?.(`double_blocks.${i}`);
+      hooks.after?.(`double_blocks.${i}`, [img, txt]);
       tap?.(`double_blocks.${i}.img`, img);
       tap?.(`double_blocks.${i}.txt`, txt);
     });
-    let joint = concat([txt, img], 1);
+    let joint: Tensor = concat([txt, img], 1);
     this.singleBlocks.forEach((block, i) => {
       hooks.before?.(`single_blocks.${i}`);
       joint = block.forward(joint, vec, rope);
-      hooks.after?.(`single_blocks.${i}`);
+      hooks.after?.(`single_blocks.${i}`, [joint]);
       tap?.(`single_blocks.${i}`, joint);
     });
     img = split(joint, [Lt, N], 1)[1]!;
     tap?.("final_layer_in", img);
     hooks.before?.("final_layer");
     const out = this.finalLayer.forward(img, vec);
-    hooks.after?.("final_layer");
+    hooks.after?.("final_layer", [out]);
     return out;
   }
 }
