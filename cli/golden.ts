@@ -20,6 +20,7 @@ import { loadSafetensors } from "../engine/safetensors.ts";
 import { fromReferenceConfig } from "../models/dc_ae/config.ts";
 import { DcAe } from "../models/dc_ae/model.ts";
 import { runMMDiTCase } from "./golden_mmdit.ts";
+import { runSamplingCase } from "./golden_sampling.ts";
 import { compare, type Row } from "./_compare.ts";
 
 const HELP = `Usage: deno task golden <case-dir> [--atol 1e-4] [--rtol 1e-4]
@@ -149,8 +150,13 @@ async function main(): Promise<number> {
   let rows: Row[];
   if (kind.startsWith("dc_ae")) rows = await runDcAe(dir, kase, atol, rtol);
   else if (kind.startsWith("mmdit")) rows = await runMMDiTCase(dir, kase, { atol, rtol });
-  else {
-    console.error(`golden: case kind "${kind}" is not supported (supported: dc_ae*, mmdit*)`);
+  else if (kind.startsWith("sampling")) {
+    // deno-lint-ignore no-explicit-any
+    rows = await runSamplingCase(dir, kase as any, { atol, rtol });
+  } else {
+    console.error(
+      `golden: case kind "${kind}" is not supported (supported: dc_ae*, mmdit*, sampling*)`,
+    );
     return 2;
   }
   const w = Math.max(...rows.map((r) => r.name.length));

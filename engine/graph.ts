@@ -76,7 +76,9 @@ export function applyView<A>(
   const base = input.base ?? input;
   const t = new Tensor(shape, input.dtype, node, base, strides, offset);
   t.requiresGrad = isGradEnabled() && input.requiresGrad;
-  if (base.storage) t.storage = base.storage.retain();
+  // the input view may hold the storage after its base was disposed
+  const storage = input.storage ?? base.storage;
+  if (storage) t.storage = storage.retain();
   node.outputs.push(t);
   return t;
 }
