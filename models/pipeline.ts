@@ -1,0 +1,413 @@
+/**
+ * Text (and optionally an image) in, video frames out: the whole high-compression pipeline of
+ * `shared/spec/README.md` §1 — prompt assembly, T5 + CLIP conditioning of the CFG rows, the
+ * reference image through the DC-AE encoder (i2v), seeded noise, the rectified-flow sampler
+ * driving the MMDiT, the i2v overwrite, the DC-AE decode and the uint8 frames.
+ *
+ * A *bundle* is a folder of weights: the release layout of Open-Sora v2
+ * (`Open_Sora_v2_Video_DC_AE.safetensors`, `F32T4C128_AE.safetensors`, `google/t5-v1_1-xxl/`,
+ * `openai/clip-vit-large-patch14/`), or any folder with a `kino.json` that names its files and
+ * model configurations (small models, Kino's default model).
+ *
+ * @example
+ * ```ts ignore
+ * const bundle = await loadBundle("ckpts");
+ * const [video] = await generate(bundle, { prompt: "a red fox in the snow", numFrames: 32,
+ *   resolution: "256px", aspectRatio: "16:9", seed: 42 }, (e) => console.log(e));
+ * await writeVideo("fox.mp4", video.frames, { t: video.t, h: video.height, w: video.width, fps: 24 });
+ * ```
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { fromData } from "../engine/graph.ts";
+import { clamp } from "../engine/ops/elementwise.ts";
+import { read, slice } from "../engine/ops/movement.ts";
+import { keep, noGrad, type Tensor, tidy } from "../engine/tensor.ts";
+import type { DType } from "../engine/dtype.ts";
+import { readVideo, tensorDataToFrames } from "../io/video.ts";
+import { MMDiT } from "./mmdit/model.ts";
+import { type MMDiTConfig, mmditFromReferenceConfig, mmditPreset } from "./mmdit/config.ts";
+import { DcAe } from "./dc_ae/model.ts";
+import { type DcAeConfig, dcAePreset, fromReferenceConfig } from "./dc_ae/config.ts";
+import { TextConditioner } from "./text/conditioner.ts";
+import { WeightStreamer } from "./streaming.ts";
+import {
+  addFpsInfo,
+  addMotionScore,
+  applyReferenceOverwrite,
+  checkFrameCount,
+  checkImageSize,
+  type CondType,
+  getSchedule,
+  imageSize,
+  latentFrames,
+  makeNoise,
+  prepareCondition,
+  sample,
+  sampleSeed,
+} from "./sampling/mod.ts";
+import { pilBicubicResizeCrop, resizeCropPlan } from "../train/data/transform.ts";
+
+/** `kino.json`: what a weights folder holds (paths relative to the folder). */
+export interface BundleManifest {
+  format: "kino-bundle";
+  version: 1;
+  /** Informative name and description (model card). */
+  name?: string;
+  mmdit: { weights: string; preset?: string; config?: Record<string, unknown> };
+  dc_ae: { weights: string; preset?: string; config?: Record<string, unknown> };
+  /** Hugging Face folders of the text encoders. */
+  t5: string;
+  clip: string;
+  t5_max_length?: number;
+  clip_max_length?: number;
+  /** Default generation settings of this model. */
+  defaults?: Partial<GenerationSettings>;
+}
+
+/** The release layout (no `kino.json`). */
+export const RELEASE_LAYOUT: BundleManifest = {
+  format: "kino-bundle",
+  version: 1,
+  name: "Open-Sora v2 high-compression (Video DC-AE + MMDiT)",
+  mmdit: { weights: "Open_Sora_v2_Video_DC_AE.safetensors", preset: "hcae" },
+  dc_ae: { weights: "F32T4C128_AE.safetensors", preset: "f32t4c128" },
+  t5: "google/t5-v1_1-xxl",
+  clip: "openai/clip-vit-large-patch14",
+};
+
+/** Settings of one generation (the CLI flags; defaults from the reference's HCAE config). */
+export interface GenerationSettings {
+  resolution: string;
+  aspectRatio: string;
+  /** Explicit size (overrides resolution/aspect ratio); multiples of 32. */
+  height?: number;
+  width?: number;
+  numFrames: number;
+  steps: number;
+  guidance: number;
+  guidanceImg: number;
+  textOsci: boolean;
+  imageOsci: boolean;
+  scaleTemporalOsci: boolean;
+  fps: number;
+  /** Appended as `" {score} motion score."`; null to omit. */
+  motionScore: string | null;
+  negativePrompt: string;
+  seed: number;
+}
+
+/** Reference defaults (`configs/diffusion/inference/high_compression.py` chain, t2v). */
+export const DEFAULT_SETTINGS: GenerationSettings = {
+  resolution: "768px",
+  aspectRatio: "16:9",
+  numFrames: 128,
+  steps: 50,
+  guidance: 7.5,
+  guidanceImg: 3.0,
+  textOsci: true,
+  imageOsci: true,
+  scaleTemporalOsci: true,
+  fps: 24,
+  motionScore: "4",
+  negativePrompt: "",
+  seed: 42,
+};
+
+/** A bundle's manifest and resolved configurations (no weights loaded). */
+export interface BundleInfo {
+  dir: string;
+  manifest: BundleManifest;
+  dit: MMDiTConfig;
+  ae: DcAeConfig;
+}
+
+/** Error for a folder that is not a usable bundle; the message says what is missing and the fix. */
+export class BundleError extends Error {
+  override name = "BundleError";
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await Deno.stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Reads a bundle's manifest (`kino.json`, or the release layout) and checks its files exist. */
+export async function inspectBundle(dir: string): Promise<BundleInfo> {
+  if (!(await exists(dir))) {
+    throw new BundleError(
+      `checkpoint folder ${dir} does not exist; pass --ckpt-dir with the weights`,
+    );
+  }
+  const mf = join(dir, "kino.json");
+  let manifest = RELEASE_LAYOUT;
+  if (await exists(mf)) {
+    try {
+      manifest = JSON.parse(await Deno.readTextFile(mf));
+    } catch (e) {
+      throw new BundleError(`${mf} is not valid JSON: ${(e as Error).message}`);
+    }
+    if (manifest.format !== "kino-bundle") {
+      throw new BundleError(`${mf} is not a Kino bundle manifest (format must be "kino-bundle")`);
+    }
+  }
+  const missing: string[] = [];
+  for (const p of [manifest.mmdit.weights, manifest.dc_ae.weights, manifest.t5, manifest.clip]) {
+    if (!(await exists(join(dir, p)))) missing.push(p);
+  }
+  if (missing.length) {
+    throw new BundleError(
+      `checkpoint folder ${dir} lacks ${missing.join(", ")}. Expected the Open-Sora v2 release ` +
+        `layout (${RELEASE_LAYOUT.mmdit.weights}, ${RELEASE_LAYOUT.dc_ae.weights}, ` +
+        `${RELEASE_LAYOUT.t5}/, ${RELEASE_LAYOUT.clip}/) or a kino.json naming the files`,
+    );
+  }
+  const dit = manifest.mmdit.config
+    ? mmditFromReferenceConfig(manifest.mmdit.config, "mmdit")
+    : mmditPreset(manifest.mmdit.preset ?? "hcae");
+  const ae = manifest.dc_ae.config
+    ? fromReferenceConfig(manifest.dc_ae.config, "dc_ae")
+    : dcAePreset(manifest.dc_ae.preset ?? "f32t4c128");
+  const latentC = dit.inChannels / dit.patchSize ** 2;
+  if (ae.latentChannels !== latentC) {
+    throw new BundleError(
+      `${dir}: the DC-AE has ${ae.latentChannels} latent channels but the MMDiT expects ` +
+        `${latentC}; the two models do not belong together`,
+    );
+  }
+  return { dir, manifest, dit, ae };
+}
+
+/** Loaded models. */
+export interface Bundle extends BundleInfo {
+  mmdit: MMDiT;
+  dcAe: DcAe;
+  text: TextConditioner;
+  /** Whether the MMDiT streams its weights block by block from host memory. */
+  streamed: boolean;
+  dispose(): void;
+}
+
+/** Options of {@linkcode loadBundle}. */
+export interface LoadOptions {
+  /** Storage of weight matrices; default bf16 (as released). Compute is f32. */
+  dtype?: DType;
+  /** Stream the MMDiT's weights block by block from host memory; default false. */
+  streamWeights?: boolean;
+}
+
+/** Loads every model of a bundle (strict: a checkpoint of another model is refused). */
+export async function loadBundle(dir: string, options: LoadOptions = {}): Promise<Bundle> {
+  const info = await inspectBundle(dir);
+  const storage = options.dtype ?? "bf16";
+  const m = info.manifest;
+  const mmdit = new MMDiT(info.dit, { storage });
+  const ditFile = join(dir, m.mmdit.weights);
+  if (options.streamWeights) {
+    (await WeightStreamer.fromFiles(mmdit.params, [ditFile])).attach(mmdit);
+  } else await mmdit.params.load(ditFile);
+  const dcAe = new DcAe(info.ae, { storage });
+  await dcAe.params.load(join(dir, m.dc_ae.weights));
+  const text = await TextConditioner.fromFolders(join(dir, m.t5), join(dir, m.clip), {
+    t5MaxLength: m.t5_max_length,
+    clipMaxLength: m.clip_max_length,
+    storage: storage === "f32" ? "f32" : "auto",
+  });
+  return {
+    ...info,
+    mmdit,
+    dcAe,
+    text,
+    streamed: !!options.streamWeights,
+    dispose() {
+      mmdit.params.dispose();
+      dcAe.params.dispose();
+      text.dispose();
+    },
+  };
+}
+
+/** Progress of {@linkcode generate}. */
+export type GenerateEvent =
+  | { kind: "stage"; stage: "text" | "image" | "denoise" | "decode"; sample: number }
+  | { kind: "step"; sample: number; step: number; total: number; t: number };
+
+/** One generated video. */
+export interface GeneratedVideo {
+  /** Packed RGB uint8 frames, `t·height·width·3`. */
+  frames: Uint8Array;
+  t: number;
+  height: number;
+  width: number;
+  fps: number;
+  /** The text the model saw (with the FPS / motion suffixes). */
+  prompt: string;
+  /** The seed of this sample's noise. */
+  seed: number;
+  condType: CondType;
+}
+
+/** What {@linkcode resolveSettings} derives. */
+export interface ResolvedSettings extends GenerationSettings {
+  height: number;
+  width: number;
+  latent: [number, number, number, number];
+  schedule: number[];
+}
+
+/** Sizes, frame counts and the schedule for a bundle; throws a clear error for impossible ones. */
+export function resolveSettings(info: BundleInfo, s: GenerationSettings): ResolvedSettings {
+  const D = 32;
+  const size = s.height !== undefined || s.width !== undefined
+    ? { height: s.height ?? NaN, width: s.width ?? NaN }
+    : imageSize(s.resolution, s.aspectRatio, { compression: D });
+  if (!Number.isInteger(size.height) || !Number.isInteger(size.width)) {
+    throw new RangeError(`give both --height and --width (got ${s.height} x ${s.width})`);
+  }
+  checkImageSize(size, D);
+  checkFrameCount(s.numFrames);
+  const T = latentFrames(s.numFrames);
+  if (s.numFrames > 1 && T === 1) {
+    throw new RangeError(
+      `--num-frames ${s.numFrames} gives one latent frame, which the DC-AE decodes as a single ` +
+        `image; use 1 for an image or 8 or more frames (a multiple of 4) for a video`,
+    );
+  }
+  const p = info.dit.patchSize;
+  const h = size.height / D, w = size.width / D;
+  if (!Number.isInteger(s.steps) || s.steps < 1) {
+    throw new RangeError(`--steps must be a positive integer, got ${s.steps}`);
+  }
+  return {
+    ...s,
+    ...size,
+    latent: [info.ae.latentChannels, T, h * p, w * p],
+    schedule: getSchedule(s.steps, h * w, T),
+  };
+}
+
+/** Reads an image (or a video's first frame) resized and centre-cropped to `height × width`. */
+export async function readReferenceImage(
+  path: string,
+  height: number,
+  width: number,
+): Promise<Float32Array> {
+  let v;
+  try {
+    v = await readVideo(path, { maxFrames: 1 });
+  } catch (e) {
+    throw new Error(`cannot read the image ${path}: ${(e as Error).message}`);
+  }
+  if (v.t < 1) throw new Error(`cannot read the image ${path}: it has no frames`);
+  const frame = v.frames.subarray(0, v.h * v.w * 3);
+  const rgb = pilBicubicResizeCrop(
+    frame,
+    v.h,
+    v.w,
+    resizeCropPlan(v.h, v.w, height, width, "image"),
+  );
+  const out = new Float32Array(3 * height * width);
+  const hw = height * width;
+  for (let i = 0; i < hw; i++) {
+    for (let c = 0; c < 3; c++) out[c * hw + i] = (rgb[3 * i + c]! / 255 - 0.5) / 0.5;
+  }
+  return out;
+}
+
+/** Options of {@linkcode generate}. */
+export interface GenerateOptions extends Partial<GenerationSettings> {
+  /** One prompt or several (each is one sample, seed + index). */
+  prompt: string | string[];
+  /** Path of the first-frame image (image-to-video, `i2v_head`). */
+  image?: string;
+}
+
+/** Generates one video per prompt; see the module doc. */
+export async function generate(
+  bundle: Bundle,
+  options: GenerateOptions,
+  onEvent?: (e: GenerateEvent) => void,
+): Promise<GeneratedVideo[]> {
+  const s = resolveSettings(bundle, {
+    ...DEFAULT_SETTINGS,
+    ...bundle.manifest.defaults,
+    ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
+  } as GenerationSettings);
+  const prompts = Array.isArray(options.prompt) ? options.prompt : [options.prompt];
+  const [C, T, hp, wp] = s.latent;
+  const out: GeneratedVideo[] = [];
+  let refImage: Float32Array | null = null;
+  if (options.image) refImage = await readReferenceImage(options.image, s.height, s.width);
+  for (let k = 0; k < prompts.length; k++) {
+    let text = addFpsInfo(prompts[k]!, s.fps);
+    if (s.motionScore !== null) text = addMotionScore(text, s.motionScore);
+    onEvent?.({ kind: "stage", stage: "text", sample: k });
+    const emb = noGrad(() => bundle.text.encode([text, s.negativePrompt, s.negativePrompt]));
+    const owned: Tensor[] = [emb.txt, emb.yVec];
+    try {
+      let refs: Tensor[][] = [];
+      if (refImage) {
+        onEvent?.({ kind: "stage", stage: "image", sample: k });
+        const x = fromData(refImage, [1, 3, 1, s.height, s.width], "f32");
+        const lat = noGrad(() => tidy(() => keep(bundle.dcAe.encode(x))));
+        x.dispose();
+        owned.push(lat);
+        refs = [[lat]];
+      }
+      const seed = sampleSeed(s.seed, k);
+      const noise = makeNoise([1, C, T, hp, wp], seed);
+      owned.push(noise);
+      const condition = prepareCondition(noise.shape, refs.length ? "i2v_head" : "t2v", refs);
+      owned.push(condition.masks, condition.maskedRef, condition.cond);
+      onEvent?.({ kind: "stage", stage: "denoise", sample: k });
+      const latent = await sample((inp) => bundle.mmdit.forward(inp), {
+        noise,
+        txt: emb.txt,
+        yVec: emb.yVec,
+        timesteps: s.schedule,
+        condition,
+        patchSize: bundle.dit.patchSize,
+        guidance: s.guidance,
+        guidanceImg: s.guidanceImg,
+        textOsci: s.textOsci,
+        imageOsci: s.imageOsci,
+        scaleTemporalOsci: s.scaleTemporalOsci,
+        onStep: (step, total, t) =>
+          onEvent?.({ kind: "step", sample: k, step: step + 1, total, t }),
+      });
+      owned.push(latent);
+      onEvent?.({ kind: "stage", stage: "decode", sample: k });
+      const video = noGrad(() =>
+        tidy(() => {
+          const z = applyReferenceOverwrite(latent, condition.condType, refs);
+          const x = bundle.dcAe.decode(z);
+          // decoding yields 4·T' frames; keep the first num_frames
+          const [B, c3, tAll, H, W] = x.shape as [number, number, number, number, number];
+          const keepT = Math.min(s.numFrames, tAll);
+          return clamp(slice(x, [0, 0, 0, 0, 0], [B, c3, keepT, H, W]), -1, 1);
+        })
+      );
+      const data = await read(video);
+      const t = video.shape[2]!;
+      video.dispose();
+      out.push({
+        frames: tensorDataToFrames(data, t, s.height, s.width),
+        t,
+        height: s.height,
+        width: s.width,
+        fps: s.fps,
+        prompt: text,
+        seed,
+        condType: condition.condType,
+      });
+    } finally {
+      for (const t of owned) t.dispose();
+    }
+  }
+  return out;
+}

@@ -1,0 +1,168 @@
+/**
+ * `deno task infer` end to end on a tiny bundle (the fixtures' MMDiT and DC-AE, random tiny text
+ * encoders): writes a playable mp4 and its JSON sidecar; the same seed twice gives identical
+ * files; a GIF and a PNG folder work too; `--dry-run` prints the real presets' memory; bad input
+ * (unknown flag, impossible size or frame count, missing checkpoint, another model's checkpoint,
+ * unreadable image) exits non-zero with a clear message and leaves no output behind.
+ */
+import { join } from "node:path";
+import { fixtureTest } from "../_gpu.ts";
+import { readVideo } from "../../io/video.ts";
+import { loadSafetensors, saveSafetensors } from "../../engine/safetensors.ts";
+import { writeTinyBundle } from "./_bundle.ts";
+
+const CLI = new URL("../../cli/infer.ts", import.meta.url).pathname;
+
+async function infer(args: string[]): Promise<{ code: number; out: string }> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CLI, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: r.code, out: dec.decode(r.stdout) + dec.decode(r.stderr) };
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await Deno.stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function expect(cond: boolean, msg: string, out: string): void {
+  if (!cond) throw new Error(`${msg}\n--- output ---\n${out}`);
+}
+
+fixtureTest(
+  "infer: tiny bundle -> mp4 + sidecar, deterministic, gif/png, dry run, bad input",
+  async (fx) => {
+    const tmp = await Deno.makeTempDir();
+    try {
+      const ck = join(tmp, "ckpt");
+      await writeTinyBundle(fx, ck);
+      const base = [
+        "--ckpt-dir",
+        ck,
+        "--prompt",
+        "a red circle moving right",
+        "--seed",
+        "7",
+        "--quiet",
+      ];
+      const a = join(tmp, "out", "a.mp4");
+      const r1 = await infer([...base, "--output", a]);
+      expect(r1.code === 0, `infer exited ${r1.code}`, r1.out);
+      const v = await readVideo(a);
+      expect(v.t === 8 && v.h === 64 && v.w === 96, `video is ${v.t}x${v.h}x${v.w}`, r1.out);
+      const side = JSON.parse(await Deno.readTextFile(`${a}.json`));
+      expect(
+        side.seed === 7 && side.steps === 3 &&
+          side.model_prompt === "a red circle moving right. 8 FPS. 4 motion score.",
+        `sidecar ${JSON.stringify(side).slice(0, 300)}`,
+        r1.out,
+      );
+      // same seed twice -> identical files; aliases map to the canonical flags
+      const b = join(tmp, "out", "b.mp4");
+      const r2 = await infer([
+        "--ckpt_dir",
+        ck,
+        "--prompt",
+        "a red circle moving right",
+        "--seed=7",
+        "--quiet",
+        "--num_frames",
+        "8",
+        "--cfg-scale",
+        "7.5",
+        "-o",
+        b,
+      ]);
+      expect(r2.code === 0, `second run exited ${r2.code}`, r2.out);
+      const [fa, fb] = [await Deno.readFile(a), await Deno.readFile(b)];
+      expect(
+        fa.length === fb.length && fa.every((x, i) => x === fb[i]),
+        "same seed gave different files",
+        r2.out,
+      );
+      // another seed differs
+      const c = join(tmp, "out", "c.gif");
+      const r3 = await infer([...base.slice(0, -3), "--seed", "8", "--quiet", "--output", c]);
+      expect(
+        r3.code === 0 && (await Deno.readFile(c)).length > 100,
+        `gif run exited ${r3.code}`,
+        r3.out,
+      );
+      const pngDir = join(tmp, "out", "frames");
+      const r4 = await infer([...base, "--output", pngDir]);
+      expect(
+        r4.code === 0 && await exists(join(pngDir, "frame_00007.png")) &&
+          await exists(join(pngDir, "settings.json")),
+        `png run exited ${r4.code}`,
+        r4.out,
+      );
+
+      // dry run with the real presets (no weights there)
+      const dry = await infer(["--prompt", "x", "--dry-run", "--ckpt-dir", join(tmp, "nowhere")]);
+      expect(
+        dry.code === 0 && /11,891,971,200 params/.test(dry.out) &&
+          /mode: (resident|streamed)/.test(dry.out) && /MMDiT denoising/.test(dry.out),
+        "dry run",
+        dry.out,
+      );
+
+      // bad input: clear messages, non-zero exits, nothing written
+      const bad = join(tmp, "bad", "x.mp4");
+      const cases: [string[], number, RegExp][] = [
+        [["--prompt", "x", "--frobnicate"], 2, /Unknown option '--frobnicate'/],
+        [[...base, "--num-frames", "7", "--output", bad], 2, /frame/i],
+        [[...base, "--num-frames", "4", "--output", bad], 2, /one latent frame/],
+        [
+          [...base, "--height", "100", "--width", "96", "--output", bad],
+          2,
+          /multiple of 32|multiples of 32/,
+        ],
+        [
+          ["--ckpt-dir", join(tmp, "nowhere"), "--prompt", "x", "--output", bad],
+          1,
+          /does not exist/,
+        ],
+        [[...base, "--image", join(tmp, "nope.png"), "--output", bad], 2, /does not exist/],
+      ];
+      const garbage = join(tmp, "garbage.png");
+      await Deno.writeFile(garbage, new Uint8Array(64).fill(7));
+      cases.push([[...base, "--image", garbage, "--output", bad], 1, /cannot read the image/]);
+      for (const [args, code, re] of cases) {
+        const r = await infer(args);
+        expect(
+          r.code === code && re.test(r.out),
+          `${args.join(" ")}: exit ${r.code}, want ${code} ${re}`,
+          r.out,
+        );
+        expect(!(await exists(bad)), `${args.join(" ")} left ${bad} behind`, r.out);
+      }
+      // a checkpoint of another model (the fused tiny MMDiT) is refused by name and shape
+      const other = join(tmp, "other");
+      await writeTinyBundle(fx, other, `${fx}tiny/mmdit_tiny_fused/weights.safetensors`);
+      const r5 = await infer(["--ckpt-dir", other, "--prompt", "x", "--output", bad]);
+      expect(
+        r5.code === 1 && /does not match the model/.test(r5.out) && !(await exists(bad)),
+        "other model",
+        r5.out,
+      );
+      // a corrupt checkpoint (truncated header) is named
+      const corrupt = join(tmp, "corrupt");
+      await writeTinyBundle(fx, corrupt);
+      await Deno.writeFile(join(corrupt, "mmdit.safetensors"), new Uint8Array([1, 2, 3]));
+      const r6 = await infer(["--ckpt-dir", corrupt, "--prompt", "x", "--output", bad]);
+      expect(r6.code === 1 && /mmdit\.safetensors/.test(r6.out), "corrupt checkpoint", r6.out);
+      void loadSafetensors;
+      void saveSafetensors;
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
+);
