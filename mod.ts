@@ -139,3 +139,61 @@ export {
   tensorDataToFrames,
   writeVideo,
 } from "./io/mod.ts";
+export { MMDiT, MMDIT_PRESETS, mmditFromReferenceConfig, mmditPreset } from "./models/mmdit/mod.ts";
+export type { MMDiTConfig, MMDiTInputs, MMDiTOptions, VelocityModel } from "./models/mmdit/mod.ts";
+export { WeightStreamer } from "./models/streaming.ts";
+export { planMemory } from "./models/plan.ts";
+export type { MemoryPlan, PlanInput } from "./models/plan.ts";
+export {
+  CLIPTextModel,
+  T5EncoderModel,
+  TextConditioner,
+  TextTokenizer,
+  tokenIds,
+} from "./models/text/mod.ts";
+export type { TextEmbedding, TokenIds } from "./models/text/mod.ts";
+export {
+  addFpsInfo,
+  addMotionScore,
+  applyReferenceOverwrite,
+  getSchedule,
+  imageSize,
+  latentFrames,
+  makeNoise,
+  pack,
+  positionIds,
+  prepareCondition,
+  sample,
+  unpack,
+} from "./models/sampling/mod.ts";
+export type { Condition, CondType, SampleOptions } from "./models/sampling/mod.ts";
+/**
+ * Text to video in one call: load a weights bundle ({@linkcode loadBundle}: the Open-Sora v2
+ * release layout or a folder with a `kino.json`), then {@linkcode generate} with progress events.
+ *
+ * @example
+ * ```ts ignore
+ * import { generate, loadBundle, writeVideo } from "./mod.ts";
+ * const bundle = await loadBundle("ckpts");
+ * const [v] = await generate(bundle, { prompt: "a red fox in the snow", resolution: "256px",
+ *   numFrames: 32, seed: 42 }, (e) => e.kind === "step" && console.log(`${e.step}/${e.total}`));
+ * await writeVideo("fox.mp4", v.frames, { t: v.t, h: v.height, w: v.width, fps: v.fps });
+ * ```
+ */
+export {
+  BundleError,
+  DEFAULT_SETTINGS,
+  generate,
+  inspectBundle,
+  loadBundle,
+  RELEASE_LAYOUT,
+  resolveSettings,
+} from "./models/pipeline.ts";
+export type {
+  Bundle,
+  BundleManifest,
+  GeneratedVideo,
+  GenerateEvent,
+  GenerateOptions,
+  GenerationSettings,
+} from "./models/pipeline.ts";
