@@ -1,0 +1,135 @@
+/**
+ * `deno task make-data`: writes Kino's synthetic captioned-video dataset of simple moving
+ * shapes (mp4 clips, train.csv, heldout.csv, meta.json) for `deno task train`.
+ */
+import { parseArgs } from "node:util";
+import { writeDataset } from "../train/synthetic/dataset.ts";
+import { hasFfmpeg } from "../io/video.ts";
+
+const HELP = `Usage: deno task make-data [options]
+
+Writes a synthetic text-to-video dataset: short clips of a circle, square or triangle in one of
+five colours moving left, right, up or down over a dark, gray or textured background, each with
+a caption from a small grammar ("a small red circle moving to the left on a gray background").
+Some colour x shape x direction combinations are held out of training for evaluation.
+
+Output (in --out):
+  videos/NNNNN.mp4    the clips (H.264 via ffmpeg)
+  train.csv           path,text,num_frames,height,width,aspect_ratio,resolution,fps
+                      (paths relative to the CSV's folder)
+  heldout.csv         name,text,colour,shape,direction: prompts of held-out combinations
+  meta.json           generator settings, attribute lists, palette, held-out combinations
+
+Options:
+  --out DIR           output folder (default data/synthetic)
+  --count N           number of training clips (default 2000)
+  --size PX           frame side in pixels (default 64; at least 16)
+  --frames N          frames per clip (default 16)
+  --fps N             frame rate (default 8)
+  --seed N            random seed (default 0); the same seed writes the same dataset
+  --holdout N         held-out colour x shape x direction combinations (default 12, of 60)
+  --crf N             x264 quality, lower is better (default 12)
+  --jobs N            clips encoded in parallel (default 4)
+  -h, --help          this text`;
+
+/** A bad command line (exit status 2). */
+class UsageError extends Error {}
+
+function int(name: string, v: string | undefined, min: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) {
+    throw new UsageError(`--${name} must be an integer >= ${min}, got '${v}'`);
+  }
+  return n;
+}
+
+async function main(): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: Deno.args,
+      options: {
+        out: { type: "string", default: "data/synthetic" },
+        count: { type: "string" },
+        size: { type: "string" },
+        frames: { type: "string" },
+        fps: { type: "string" },
+        seed: { type: "string" },
+        holdout: { type: "string" },
+        crf: { type: "string" },
+        jobs: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (e) {
+    console.error(`make-data: ${(e as Error).message}\nRun with --help for the options.`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  let opts;
+  try {
+    const fps = values.fps === undefined ? undefined : Number(values.fps);
+    if (fps !== undefined && !(fps > 0)) {
+      throw new UsageError(`--fps must be a positive number, got '${values.fps}'`);
+    }
+    opts = {
+      count: int("count", values.count, 1),
+      size: int("size", values.size, 16),
+      frames: int("frames", values.frames, 2),
+      fps,
+      seed: int("seed", values.seed, 0),
+      holdout: int("holdout", values.holdout, 0),
+      crf: int("crf", values.crf, 0),
+      concurrency: int("jobs", values.jobs, 1),
+    };
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    console.error(`make-data: ${e.message}`);
+    return 2;
+  }
+  if (!(await hasFfmpeg())) {
+    console.error(
+      "make-data: ffmpeg is needed to write the mp4 clips (Debian/Ubuntu: apt-get install -y " +
+        "ffmpeg; macOS: brew install ffmpeg; or set KINO_FFMPEG)",
+    );
+    return 1;
+  }
+  const out = values.out!;
+  const t0 = performance.now();
+  const tty = Deno.stderr.isTerminal();
+  const enc = new TextEncoder();
+  let last = 0;
+  const summary = await writeDataset(out, {
+    ...opts,
+    onProgress: (done, total) => {
+      const now = performance.now();
+      if (done !== total && now - last < (tty ? 200 : 5000)) return;
+      last = now;
+      const rate = done / ((now - t0) / 1000);
+      const line = `make-data: ${done}/${total} clips, ${rate.toFixed(1)} clips/s`;
+      Deno.stderr.writeSync(enc.encode(tty ? `\r${line}` : `${line}\n`));
+    },
+  });
+  if (tty) Deno.stderr.writeSync(enc.encode("\n"));
+  console.log(
+    `wrote ${summary.clips} clips, ${summary.trainCsv}, ${summary.heldoutCsv} ` +
+      `(${summary.heldoutPrompts} prompts of ${summary.heldout.length} held-out combinations) ` +
+      `and ${summary.metaJson} in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
+  return 0;
+}
+
+try {
+  Deno.exit(await main());
+} catch (e) {
+  console.error(
+    `make-data: ${Deno.env.get("KINO_DEBUG") ? (e as Error).stack : (e as Error).message}`,
+  );
+  Deno.exit(1);
+}
