@@ -202,7 +202,7 @@ async function dryRun(info: BundleInfo, s: GenerationSettings, found: boolean, g
     if (!(e instanceof GpuUnavailableError)) throw e;
   }
   const [C, T, hp, wp] = r.latent;
-  const tokens = T * (hp / info.dit.patchSize) * (wp / info.dit.patchSize);
+  const tokens = T * (hp / info.dit.patchSize) * (wp / info.dit.patchSize); // latent grid / p²
   const bytesPer = dtypeBytes(currentDtype);
   const plan = planMemory({
     dit: info.dit,

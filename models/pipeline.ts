@@ -81,7 +81,7 @@ export const RELEASE_LAYOUT: BundleManifest = {
 export interface GenerationSettings {
   resolution: string;
   aspectRatio: string;
-  /** Explicit size (overrides resolution/aspect ratio); multiples of 32. */
+  /** Explicit size (overrides resolution/aspect ratio); multiples of the AE's compression (32). */
   height?: number;
   width?: number;
   numFrames: number;
@@ -262,7 +262,8 @@ export interface ResolvedSettings extends GenerationSettings {
 
 /** Sizes, frame counts and the schedule for a bundle; throws a clear error for impossible ones. */
 export function resolveSettings(info: BundleInfo, s: GenerationSettings): ResolvedSettings {
-  const D = 32;
+  const D = info.ae.spatialCompression;
+  const r = info.ae.timeCompression;
   const size = s.height !== undefined || s.width !== undefined
     ? { height: s.height ?? NaN, width: s.width ?? NaN }
     : imageSize(s.resolution, s.aspectRatio, { compression: D });
@@ -270,8 +271,8 @@ export function resolveSettings(info: BundleInfo, s: GenerationSettings): Resolv
     throw new RangeError(`give both --height and --width (got ${s.height} x ${s.width})`);
   }
   checkImageSize(size, D);
-  checkFrameCount(s.numFrames);
-  const T = latentFrames(s.numFrames);
+  checkFrameCount(s.numFrames, { temporalReduction: r });
+  const T = latentFrames(s.numFrames, { temporalReduction: r });
   if (s.numFrames > 1 && T === 1) {
     throw new RangeError(
       `--num-frames ${s.numFrames} gives one latent frame, which the DC-AE decodes as a single ` +
@@ -279,15 +280,21 @@ export function resolveSettings(info: BundleInfo, s: GenerationSettings): Resolv
     );
   }
   const p = info.dit.patchSize;
-  const h = size.height / D, w = size.width / D;
+  const h = size.height / D, w = size.width / D; // latent grid; tokens are p×p patches of it
+  if (h % p !== 0 || w % p !== 0) {
+    throw new RangeError(
+      `${size.height}x${size.width} gives a ${h}x${w} latent grid, not divisible by the MMDiT's ` +
+        `patch size ${p}; use multiples of ${D * p} px`,
+    );
+  }
   if (!Number.isInteger(s.steps) || s.steps < 1) {
     throw new RangeError(`--steps must be a positive integer, got ${s.steps}`);
   }
   return {
     ...s,
     ...size,
-    latent: [info.ae.latentChannels, T, h * p, w * p],
-    schedule: getSchedule(s.steps, h * w, T),
+    latent: [info.ae.latentChannels, T, h, w],
+    schedule: getSchedule(s.steps, (h / p) * (w / p), T),
   };
 }
 

@@ -197,9 +197,24 @@ export const TINY: DcAeConfig = symmetric("tiny", {
 });
 
 /** Named presets. */
+/**
+ * Kino's small default autoencoder: the same block types (ResBlock stages, then EfficientViT
+ * stages) and 4x temporal compression, five stages (16x spatial), 32 latent channels; a
+ * 16-frame 64x64 clip becomes a 4x4x4 latent.
+ */
+export const SMALL: DcAeConfig = symmetric("small", {
+  latent: 32,
+  widths: [8, 16, 32, 64, 128],
+  encDepths: [1, 1, 1, 1, 1],
+  decDepths: [1, 1, 1, 1, 1],
+  blocks: ["ResBlock", "ResBlock", "ResBlock", "EViTS5_GLU", "EViTS5_GLU"],
+  temporal: [false, false, true, true, false],
+});
+
 export const DC_AE_PRESETS: Readonly<Record<string, DcAeConfig>> = {
   f32t4c128: F32T4C128,
   tiny: TINY,
+  small: SMALL,
 };
 
 /** A preset by name (a copy, safe to modify); throws listing the known names. */
