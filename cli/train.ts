@@ -89,6 +89,10 @@ Optimisation
   --ema-decay D          keep an EMA of the weights (default off); the bundle gets the EMA
   --recompute            recompute block activations in the backward (less memory)
   --seed N               seed of initialisation, data order and objective draws (default 42)
+  --conditions SPEC      condition mix per sample, e.g. t2v:1 (text-to-video only) or the
+                         reference's t2v:1,i2v_head:7 (the default)
+  --text-dropout P       probability of replacing a caption's T5 states (and, independently,
+                         its CLIP vector) by the empty prompt's (default 0.31622777 = √0.1)
 Checkpoints and logs
   --output-dir DIR       run folder (required)
   --resume latest|PATH   continue from the newest checkpoint of --output-dir, or a step folder
@@ -417,6 +421,21 @@ export async function writeTrainedBundle(
 // ---------------------------------------------------------------- main
 
 /** Runs the command; returns the exit code. */
+/** `t2v:1,i2v_head:7` → weights per condition type (a clear error for anything else). */
+function parseConditions(spec: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of spec.split(",")) {
+    const m = /^\s*(t2v|i2v_head)\s*:\s*([0-9.]+)\s*$/.exec(part);
+    if (!m || !Number.isFinite(Number(m[2]))) {
+      throw new RangeError(
+        `--conditions "${spec}": expected entries like t2v:1,i2v_head:7 (types t2v, i2v_head)`,
+      );
+    }
+    out[m[1]!] = Number(m[2]);
+  }
+  return out;
+}
+
 export async function main(argv: string[]): Promise<number> {
   let values;
   try {
@@ -441,6 +460,8 @@ export async function main(argv: string[]): Promise<number> {
         "ema-decay": { type: "string" },
         recompute: { type: "boolean" },
         seed: { type: "string" },
+        conditions: { type: "string" },
+        "text-dropout": { type: "string" },
         "output-dir": { type: "string" },
         resume: { type: "string" },
         "ckpt-every": { type: "string" },
@@ -641,7 +662,16 @@ export async function main(argv: string[]): Promise<number> {
       emaDecay: ema ?? null,
       gradAccumulation: gradAccum,
       recompute: values.recompute ?? false,
-      objective: { seed },
+      objective: {
+        seed,
+        ...(values.conditions ? { conditionWeights: parseConditions(values.conditions) } : {}),
+        ...(values["text-dropout"] !== undefined
+          ? {
+            t5Dropout: Number(values["text-dropout"]),
+            clipDropout: Number(values["text-dropout"]),
+          }
+          : {}),
+      },
       nullEmbeddings: source.nulls,
     });
     owned.push(() => trainer.dispose());
