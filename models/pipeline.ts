@@ -56,7 +56,13 @@ export interface BundleManifest {
   /** Informative name and description (model card). */
   name?: string;
   mmdit: { weights: string; preset?: string; config?: Record<string, unknown> };
-  dc_ae: { weights: string; preset?: string; config?: Record<string, unknown> };
+  dc_ae: {
+    weights: string;
+    preset?: string;
+    config?: Record<string, unknown>;
+    /** Latent scaling: `encode` divides by it, `decode` multiplies (unit-variance latents). */
+    scaling_factor?: number;
+  };
   /** Hugging Face folders of the text encoders. */
   t5: string;
   clip: string;
@@ -173,6 +179,13 @@ export async function inspectBundle(dir: string): Promise<BundleInfo> {
   const ae = manifest.dc_ae.config
     ? fromReferenceConfig(manifest.dc_ae.config, "dc_ae")
     : dcAePreset(manifest.dc_ae.preset ?? "f32t4c128");
+  if (manifest.dc_ae.scaling_factor !== undefined) {
+    const f = manifest.dc_ae.scaling_factor;
+    if (!(typeof f === "number" && f > 0)) {
+      throw new BundleError(`${mf}: dc_ae.scaling_factor must be a positive number, got ${f}`);
+    }
+    ae.scalingFactor = f;
+  }
   const latentC = dit.inChannels / dit.patchSize ** 2;
   if (ae.latentChannels !== latentC) {
     throw new BundleError(
