@@ -197,3 +197,22 @@ export type {
   GenerateOptions,
   GenerationSettings,
 } from "./models/pipeline.ts";
+/**
+ * Training: the MMDiT {@linkcode Trainer} (rectified-flow objective, AdamW, clipping, EMA,
+ * accumulation, recomputation, exact resume), the DC-AE {@linkcode AeTrainer}, the dataset of
+ * videos from a CSV ({@linkcode openDataset}) and of cached latents ({@linkcode CachedDataset}).
+ *
+ * @example
+ * ```ts ignore
+ * const trainer = new Trainer(dit, { lr: 3e-4, emaDecay: 0.995 });
+ * const r = await trainer.step({ latents, txt, yVec });   // one update, one read-back
+ * await trainer.save("runs/dit", { dataCursor });
+ * ```
+ */
+export { Trainer } from "./train/trainer.ts";
+export { FlowMatchingObjective } from "./train/objective.ts";
+export type { TrainBatch } from "./train/objective.ts";
+export { readCheckpoint, resolveResume, writeCheckpoint } from "./train/checkpoint.ts";
+export { AeTrainer } from "./train/ae_trainer.ts";
+export { CachedDataset } from "./train/cached_dataset.ts";
+export { openDataset } from "./train/data/mod.ts";
