@@ -45,7 +45,6 @@ import type { MMDiTConfig } from "../models/mmdit/config.ts";
 import {
   type CheckpointData,
   checkpointState,
-  type HostTensor,
   MODEL_CONFIG_KEY,
   readCheckpoint,
   resolveResume,
@@ -56,6 +55,7 @@ import type { Cursor } from "./data/batches.ts";
 import type { BucketInfo } from "./data/buckets.ts";
 import { type Dataset, type DatasetReport, type DatasetRow, openDataset } from "./data/dataset.ts";
 import { CorruptMediaError } from "./data/media.ts";
+import { readMap } from "./trainer.ts";
 import { Rng } from "./data/rng.ts";
 import { TooShortError } from "./data/sampling.ts";
 
@@ -649,10 +649,10 @@ export class AeTrainer {
   async snapshot(dataCursor: unknown = null): Promise<CheckpointData> {
     this.check("snapshot");
     const names = this.ae.params.list().map((s) => s.name);
-    const model = await readHostMap(names.map((n) => [n, this.ae.params.get(n)]));
+    const model = await readMap(names.map((n) => [n, this.ae.params.get(n)]));
     const os = this.opt.stateDict();
     try {
-      const optimizer = await readHostMap(Object.entries(os));
+      const optimizer = await readMap(Object.entries(os));
       return { model, optimizer, ema: null, state: toTrainerState(this.state(dataCursor)) };
     } finally {
       for (const t of Object.values(os)) t.dispose();
@@ -785,7 +785,7 @@ export async function saveAeWeights(
   const code = ({ f32: "F32", f16: "F16", bf16: "BF16" } as const)[dtype];
   if (!code) throw new RangeError(`saveAeWeights: dtype must be f32, f16 or bf16, got ${dtype}`);
   const names = ae.params.list().map((s) => s.name);
-  const host = await readHostMap(names.map((n) => [n, ae.params.get(n)]));
+  const host = await readMap(names.map((n) => [n, ae.params.get(n)]));
   const out = new Map<string, TensorToWrite>();
   for (const [k, t] of host) out.set(k, { dtype: code, shape: t.shape, data: t.data });
   const meta: Record<string, string> = {
@@ -794,28 +794,6 @@ export async function saveAeWeights(
   };
   if (options.step !== undefined) meta[EXPORT_STEP_KEY] = String(options.step);
   await saveSafetensors(path, out, meta);
-}
-
-/** Reads named tensors in groups of at most 64 MiB (one wait per group). */
-async function readHostMap(items: [string, Tensor][]): Promise<Map<string, HostTensor>> {
-  const out = new Map<string, HostTensor>();
-  const LIMIT = 64 * 1024 * 1024;
-  let group: [string, Tensor][] = [];
-  let bytes = 0;
-  const flush = async () => {
-    if (!group.length) return;
-    const vals = await readAll(group.map((g) => g[1]));
-    group.forEach(([k, t], i) => out.set(k, { shape: [...t.shape], data: vals[i]! }));
-    group = [];
-    bytes = 0;
-  };
-  for (const it of items) {
-    if (bytes + it[1].size * 4 > LIMIT) await flush();
-    group.push(it);
-    bytes += it[1].size * 4;
-  }
-  await flush();
-  return out;
 }
 
 // ---------------------------------------------------------------- fixed-size clip loader

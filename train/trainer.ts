@@ -554,7 +554,7 @@ function concatF32(xs: Float32Array[]): Float32Array {
 }
 
 /** Reads named tensors in groups of at most 64 MiB (one wait per group). */
-async function readMap(items: [string, Tensor][]): Promise<Map<string, HostTensor>> {
+export async function readMap(items: [string, Tensor][]): Promise<Map<string, HostTensor>> {
   const out = new Map<string, HostTensor>();
   const LIMIT = 64 * 1024 * 1024;
   let group: [string, Tensor][] = [];

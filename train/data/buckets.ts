@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { ASPECT_RATIO_LIST, aspectRatios } from "../../models/sampling/sizes.ts";
 import { Rng, STREAM } from "./rng.ts";
 import { FPS_MAX, mapTargetFps } from "./sampling.ts";
 
@@ -42,18 +43,8 @@ export const BUCKET_PRESETS: Readonly<Record<string, BucketConfig>> = {
 /** The training config's DC-AE spatial compression (`AE_SPATIAL_COMPRESSION = 32`). */
 export const AE_SPATIAL_COMPRESSION = 32;
 
-/** `ASPECT_RATIO_LD_LIST` (width:height), in the reference's order. */
-export const ASPECT_RATIO_LIST = [
-  "2.39:1",
-  "2:1",
-  "16:9",
-  "1.85:1",
-  "9:16",
-  "5:8",
-  "3:2",
-  "4:3",
-  "1:1",
-] as const;
+/** `ASPECT_RATIO_LD_LIST` (width:height), in the reference's order (shared with inference). */
+export { ASPECT_RATIO_LIST };
 
 /** `get_ratio`: height/width of a `"w:h"` name. */
 export function ratioOf(name: string): number {
@@ -76,36 +67,8 @@ export function aspectRatioTable(
   training = true,
   d = AE_SPATIAL_COMPRESSION,
 ): AspectTable {
-  const horiz = new Map<string, [number, number]>();
-  const vert = new Map<string, [number, number]>();
-  for (const ratio of ASPECT_RATIO_LIST) {
-    const [wr, hr] = ratio.split(":").map(Number) as [number, number];
-    let width = Math.floor(Math.sqrt(totalPixels * (wr / hr)) / d) * d;
-    let height = Math.floor(totalPixels / width / d) * d;
-    if (training) {
-      let diff = Math.abs(height * width - totalPixels);
-      const candidates: [number, number][] = [
-        [height - d, width],
-        [height + d, width],
-        [height, width - d],
-        [height, width + d],
-      ];
-      for (const [h, w] of candidates) {
-        if (Math.abs(h * w - totalPixels) < diff) {
-          height = h;
-          width = w;
-          diff = Math.abs(h * w - totalPixels);
-        }
-      }
-    }
-    const dup = [...horiz.values()].some(([h, w]) => h === height && w === width);
-    if (!dup || !training) {
-      horiz.set(ratio, [height, width]);
-      vert.set(ratio.split(":").reverse().join(":"), [width, height]);
-    }
-  }
-  for (const [k, v] of vert) horiz.set(k, v);
-  return horiz;
+  // one implementation of the reference's table, shared with inference (models/sampling/sizes.ts)
+  return aspectRatios(totalPixels, { compression: d, training });
 }
 
 /** `get_num_pexels_from_name`: `"{n}px"` → n², `"{n}p"` → int(n²/9·16) (suffixes ignored). */
