@@ -16,6 +16,7 @@ import {
   type MMDiTConfig,
   mmditFromReferenceConfig,
   mmditPreset,
+  mmditToReferenceConfig,
   validateMMDiTConfig,
 } from "../models/mmdit/config.ts";
 import {
@@ -166,28 +167,6 @@ function mostCommon<T>(items: readonly T[], key: (t: T) => string): T | undefine
     n.set(k, [it, (c?.[1] ?? 0) + 1]);
   }
   return [...n.values()].sort((a, b) => b[1] - a[1])[0]?.[0];
-}
-
-/** The reference's `model_args` (snake_case) of a configuration (for kino.json). */
-export function mmditToReferenceConfig(c: MMDiTConfig): Record<string, unknown> {
-  return {
-    in_channels: c.inChannels,
-    patch_size: c.patchSize,
-    hidden_size: c.hiddenSize,
-    num_heads: c.numHeads,
-    depth: c.depth,
-    depth_single_blocks: c.depthSingleBlocks,
-    mlp_ratio: c.mlpRatio,
-    axes_dim: [...c.axesDim],
-    theta: c.theta,
-    qkv_bias: c.qkvBias,
-    vec_in_dim: c.vecInDim,
-    context_in_dim: c.contextInDim,
-    guidance_embed: c.guidanceEmbed,
-    cond_embed: c.condEmbed,
-    fused_qkv: c.fusedQkv,
-    use_liger_rope: c.useLigerRope,
-  };
 }
 
 /** Reads `--config`: reference `model_args` (snake_case, optionally under `model_args`) or Kino's. */

@@ -166,3 +166,25 @@ export function validateMMDiTConfig(c: MMDiTConfig): void {
     throw new RangeError(`MMDiT ${c.name}: mlp_ratio ${c.mlpRatio} gives a fractional width`);
   }
 }
+
+/** The reference's `model_args` (snake_case) of a configuration (for kino.json). */
+export function mmditToReferenceConfig(c: MMDiTConfig): Record<string, unknown> {
+  return {
+    in_channels: c.inChannels,
+    patch_size: c.patchSize,
+    hidden_size: c.hiddenSize,
+    num_heads: c.numHeads,
+    depth: c.depth,
+    depth_single_blocks: c.depthSingleBlocks,
+    mlp_ratio: c.mlpRatio,
+    axes_dim: [...c.axesDim],
+    theta: c.theta,
+    qkv_bias: c.qkvBias,
+    vec_in_dim: c.vecInDim,
+    context_in_dim: c.contextInDim,
+    guidance_embed: c.guidanceEmbed,
+    cond_embed: c.condEmbed,
+    fused_qkv: c.fusedQkv,
+    use_liger_rope: c.useLigerRope,
+  };
+}

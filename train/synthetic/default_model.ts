@@ -19,7 +19,7 @@ import { saveSafetensors, type TensorToWrite } from "../../engine/safetensors.ts
 import { t5ConfigFromHf, T5EncoderModel } from "../../models/text/t5.ts";
 import { clipTextConfigFromHf, CLIPTextModel } from "../../models/text/clip.ts";
 import { MMDiT } from "../../models/mmdit/model.ts";
-import type { MMDiTConfig } from "../../models/mmdit/config.ts";
+import { type MMDiTConfig, mmditToReferenceConfig } from "../../models/mmdit/config.ts";
 import { DcAe } from "../../models/dc_ae/model.ts";
 import { dcAePreset } from "../../models/dc_ae/config.ts";
 import type { BundleManifest } from "../../models/pipeline.ts";
@@ -50,28 +50,6 @@ export const DEFAULT_MMDIT: MMDiTConfig = {
   fusedQkv: false,
   useLigerRope: true,
 };
-
-/** The MMDiT config as the reference's `model_args` (what kino.json stores). */
-export function mmditArgs(c: MMDiTConfig): Record<string, unknown> {
-  return {
-    in_channels: c.inChannels,
-    patch_size: c.patchSize,
-    hidden_size: c.hiddenSize,
-    num_heads: c.numHeads,
-    depth: c.depth,
-    depth_single_blocks: c.depthSingleBlocks,
-    mlp_ratio: c.mlpRatio,
-    axes_dim: c.axesDim,
-    theta: c.theta,
-    qkv_bias: c.qkvBias,
-    vec_in_dim: c.vecInDim,
-    context_in_dim: c.contextInDim,
-    guidance_embed: c.guidanceEmbed,
-    cond_embed: c.condEmbed,
-    fused_qkv: c.fusedQkv,
-    use_liger_rope: c.useLigerRope,
-  };
-}
 
 const SPECIALS = ["<pad>", "</s>", "<unk>", "<|startoftext|>", "<|endoftext|>"];
 
@@ -261,7 +239,7 @@ export async function writeDefaultBundle(dir: string, seed = 0): Promise<BundleM
     format: "kino-bundle",
     version: 1,
     name: "Kino default (synthetic shapes), untrained",
-    mmdit: { weights: "mmdit.safetensors", config: mmditArgs(DEFAULT_MMDIT) },
+    mmdit: { weights: "mmdit.safetensors", config: mmditToReferenceConfig(DEFAULT_MMDIT) },
     dc_ae: { weights: "dc_ae.safetensors", preset: "small" },
     t5: "t5",
     clip: "clip",
