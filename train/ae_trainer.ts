@@ -28,7 +28,6 @@
  *
  * @module
  */
-import { join } from "node:path";
 import { backward } from "../engine/autograd.ts";
 import { fromData, viewOf } from "../engine/graph.ts";
 import { AdamW } from "../engine/optim.ts";
@@ -56,6 +55,7 @@ import type { BucketInfo } from "./data/buckets.ts";
 import { type Dataset, type DatasetReport, type DatasetRow, openDataset } from "./data/dataset.ts";
 import { CorruptMediaError } from "./data/media.ts";
 import { readMap } from "./trainer.ts";
+import { MetricsFiles } from "./metrics.ts";
 import { Rng } from "./data/rng.ts";
 import { TooShortError } from "./data/sampling.ts";
 
@@ -327,56 +327,28 @@ function flattenAe(m: AeStepMetrics): Record<string, number | null> {
   };
 }
 
-async function readOr(path: string): Promise<string | null> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
-  }
-}
-
-/**
- * Appends {@linkcode AeStepMetrics} to `<dir>/metrics.jsonl` and `<dir>/metrics.csv` (the same
- * files and resume rule as `train/metrics.ts`'s `MetricsWriter`, with the AE's columns: PSNR
- * instead of the flow-matching loss per timestep range).
- */
+/** Appends {@linkcode AeStepMetrics} to `<dir>/metrics.jsonl` and `<dir>/metrics.csv`. */
 export class AeMetricsWriter {
-  private constructor(readonly jsonlPath: string, readonly csvPath: string) {}
+  private constructor(private readonly files: MetricsFiles) {}
 
-  /**
-   * Opens the two files in `dir` (creating the folder and the CSV header). Resuming at
-   * `resumeStep` drops the records written after that checkpoint by the interrupted run.
-   */
+  /** Opens the two files in `dir`; resuming at `resumeStep` drops later records. */
   static async open(dir: string, options: { resumeStep?: number } = {}): Promise<AeMetricsWriter> {
-    await Deno.mkdir(dir, { recursive: true });
-    const w = new AeMetricsWriter(join(dir, "metrics.jsonl"), join(dir, "metrics.csv"));
-    const header = AE_CSV_COLUMNS.join(",") + "\n";
-    const keep = options.resumeStep;
-    const jl = await readOr(w.jsonlPath);
-    if (jl !== null && keep !== undefined) {
-      const lines = jl.split("\n").filter((l) => l.trim() && JSON.parse(l).step <= keep);
-      await Deno.writeTextFile(w.jsonlPath, lines.map((l) => l + "\n").join(""));
-    }
-    const csv = await readOr(w.csvPath);
-    if (csv === null || !csv.startsWith(header)) {
-      if (csv) await Deno.rename(w.csvPath, `${w.csvPath}.old-${Date.now()}`);
-      await Deno.writeTextFile(w.csvPath, header);
-    } else if (keep !== undefined) {
-      const rows = csv.slice(header.length).split("\n").filter((l) =>
-        l.trim() && Number(l.split(",")[0]) <= keep
-      );
-      await Deno.writeTextFile(w.csvPath, header + rows.map((l) => l + "\n").join(""));
-    }
-    return w;
+    return new AeMetricsWriter(await MetricsFiles.open(dir, AE_CSV_COLUMNS, options));
+  }
+
+  /** Path of `metrics.jsonl`. */
+  get jsonlPath(): string {
+    return this.files.jsonlPath;
+  }
+
+  /** Path of `metrics.csv`. */
+  get csvPath(): string {
+    return this.files.csvPath;
   }
 
   /** Appends one record to both files. */
-  async write(m: AeStepMetrics): Promise<void> {
-    const row = flattenAe(m);
-    await Deno.writeTextFile(this.jsonlPath, JSON.stringify(row) + "\n", { append: true });
-    const csv = AE_CSV_COLUMNS.map((c) => (row[c] === null ? "" : String(row[c]))).join(",");
-    await Deno.writeTextFile(this.csvPath, csv + "\n", { append: true });
+  write(m: AeStepMetrics): Promise<void> {
+    return this.files.write(flattenAe(m));
   }
 }
 

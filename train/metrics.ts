@@ -117,22 +117,26 @@ export interface MetricsOpenOptions {
 }
 
 /**
- * Appends {@linkcode StepMetrics} to `<dir>/metrics.jsonl` and `<dir>/metrics.csv`.
- *
- * @example
- * ```ts ignore
- * const log = await MetricsWriter.open("outputs/run1", { resumeStep: trainer.steps });
- * await log.write(await trainer.step(batch));
- * ```
+ * A pair of metric files in a run folder, `metrics.jsonl` and `metrics.csv` with fixed columns.
+ * Opening with `resumeStep` drops the records an interrupted run wrote after that checkpoint; a
+ * CSV with other columns is moved aside (`metrics.csv.old-<time>`).
  */
-export class MetricsWriter {
-  private constructor(readonly jsonlPath: string, readonly csvPath: string) {}
+export class MetricsFiles {
+  private constructor(
+    readonly jsonlPath: string,
+    readonly csvPath: string,
+    readonly columns: readonly string[],
+  ) {}
 
   /** Opens (creating the folder and the CSV header when needed) the two files in `dir`. */
-  static async open(dir: string, options: MetricsOpenOptions = {}): Promise<MetricsWriter> {
+  static async open(
+    dir: string,
+    columns: readonly string[],
+    options: MetricsOpenOptions = {},
+  ): Promise<MetricsFiles> {
     await Deno.mkdir(dir, { recursive: true });
-    const w = new MetricsWriter(join(dir, "metrics.jsonl"), join(dir, "metrics.csv"));
-    const header = CSV_COLUMNS.join(",") + "\n";
+    const w = new MetricsFiles(join(dir, "metrics.jsonl"), join(dir, "metrics.csv"), columns);
+    const header = columns.join(",") + "\n";
     const keep = options.resumeStep;
     // jsonl: keep records up to resumeStep
     const jl = await readOr(w.jsonlPath);
@@ -153,12 +157,44 @@ export class MetricsWriter {
     return w;
   }
 
-  /** Appends one record to both files. */
-  async write(m: StepMetrics): Promise<void> {
-    const row = flatten(m);
+  /** Appends one flat record to both files (CSV in the column order; null → empty cell). */
+  async write(row: Record<string, unknown>): Promise<void> {
     await Deno.writeTextFile(this.jsonlPath, JSON.stringify(row) + "\n", { append: true });
-    const csv = CSV_COLUMNS.map((c) => (row[c] === null ? "" : String(row[c]))).join(",");
+    const csv = this.columns.map((c) => (row[c] === null ? "" : String(row[c]))).join(",");
     await Deno.writeTextFile(this.csvPath, csv + "\n", { append: true });
+  }
+}
+
+/**
+ * Appends {@linkcode StepMetrics} to `<dir>/metrics.jsonl` and `<dir>/metrics.csv`.
+ *
+ * @example
+ * ```ts ignore
+ * const log = await MetricsWriter.open("outputs/run1", { resumeStep: trainer.steps });
+ * await log.write(await trainer.step(batch));
+ * ```
+ */
+export class MetricsWriter {
+  private constructor(private readonly files: MetricsFiles) {}
+
+  /** Opens (creating the folder and the CSV header when needed) the two files in `dir`. */
+  static async open(dir: string, options: MetricsOpenOptions = {}): Promise<MetricsWriter> {
+    return new MetricsWriter(await MetricsFiles.open(dir, CSV_COLUMNS, options));
+  }
+
+  /** Path of `metrics.jsonl`. */
+  get jsonlPath(): string {
+    return this.files.jsonlPath;
+  }
+
+  /** Path of `metrics.csv`. */
+  get csvPath(): string {
+    return this.files.csvPath;
+  }
+
+  /** Appends one record to both files. */
+  write(m: StepMetrics): Promise<void> {
+    return this.files.write(flatten(m));
   }
 }
 
