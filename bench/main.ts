@@ -9,7 +9,7 @@ import { coreCases } from "./core_bench.ts";
 import { conv3dCases } from "./conv3d_bench.ts";
 import { attentionCases } from "./attention_bench.ts";
 import { dcAeCases } from "./dc_ae_bench.ts";
-import { mmditCases } from "./mmdit_bench.ts";
+import { mmditCases, mmditTrainCases } from "./mmdit_bench.ts";
 import {
   BENCH_HELP,
   type BenchRecord,
@@ -39,6 +39,7 @@ const CASES: Case[] = [
   ...conv3dCases(quick),
   ...dcAeCases(quick),
   ...mmditCases(quick),
+  ...mmditTrainCases(quick),
 ];
 
 const records: BenchRecord[] = [];
