@@ -48,6 +48,8 @@ Data and model:
   --size PX              clip side in pixels (default 64; a multiple of the spatial factor)
   --crop-frames N        train on a random run of N of the clip's frames per step (default all)
   --crop-size PX         train on a random PX x PX window per step (default the whole frame)
+  --preload              decode every clip once into memory (no ffmpeg per step; f32, about
+                         clips x frames x 3 x size² x 4 bytes: 1.6 GB for 2000 16-frame 64 px clips)
   --batch-size N         clips per step (default 4)
 
 Training:
@@ -128,6 +130,7 @@ async function main(): Promise<number> {
         size: { type: "string" },
         "crop-frames": { type: "string" },
         "crop-size": { type: "string" },
+        preload: { type: "boolean" },
         "batch-size": { type: "string" },
         "max-steps": { type: "string" },
         lr: { type: "string" },
@@ -251,6 +254,15 @@ async function main(): Promise<number> {
       seed: a.seed,
       log: (m) => err(`train-ae: ${m}`),
     });
+    if (values.preload) {
+      const t0 = performance.now();
+      await ds.preload();
+      err(
+        `train-ae: preloaded clips into memory in ${
+          ((performance.now() - t0) / 1000).toFixed(0)
+        } s`,
+      );
+    }
   } catch (e) {
     if (e instanceof DatasetCsvError || e instanceof DatasetError) {
       err(`train-ae: ${e.message}`);
