@@ -344,6 +344,17 @@ async function main(argv: string[]): Promise<number> {
         throw new UsageError(`--image ${values.image} does not exist`);
       }
     }
+    if (!values["ckpt-dir"]) {
+      try {
+        await Deno.stat(join(DEFAULT_MODEL_DIR, "kino.json"));
+      } catch {
+        throw new BundleError(
+          `no --ckpt-dir given and the default model (${DEFAULT_MODEL_DIR}) is not in this ` +
+            `checkout yet; pass --ckpt-dir with the Open-Sora v2 weights or a bundle ` +
+            `(deno task init-bundle makes an untrained one)`,
+        );
+      }
+    }
     const info = await inspectBundle(ckpt);
     const s = resolveSettings(
       info,
