@@ -25,12 +25,21 @@
  */
 
 export { init, KernelError, runtime, shutdown } from "./engine/runtime.ts";
-export type { BatchStats, MemoryStats, Runtime } from "./engine/runtime.ts";
+export type { BatchStats, Binding, BufferPool, MemoryStats, Runtime } from "./engine/runtime.ts";
+export type { KernelSpec, Params } from "./engine/kernel.ts";
 export { GpuUnavailableError, requestGpuDevice } from "./engine/device.ts";
 export type { DeviceInfo, DeviceOptions } from "./engine/device.ts";
 export type { DType } from "./engine/dtype.ts";
 export type { Shape } from "./engine/shape.ts";
 export { keep, noGrad, Tensor, tidy } from "./engine/tensor.ts";
+export type {
+  EncodeContext,
+  GradContext,
+  Node,
+  OpDef,
+  Storage,
+  TensorView,
+} from "./engine/tensor.ts";
 export { realize } from "./engine/graph.ts";
 export { tensor } from "./engine/ops/create.ts";
 export {
@@ -76,6 +85,7 @@ export {
   where,
   zeros,
 } from "./engine/ops/elementwise.ts";
+export type { Operand } from "./engine/ops/elementwise.ts";
 export {
   contiguous,
   expand,
@@ -97,7 +107,7 @@ export {
   SafeTensorsFile,
   saveSafetensors,
 } from "./engine/safetensors.ts";
-export type { TensorInfo, TensorToWrite } from "./engine/safetensors.ts";
+export type { SafetensorsDType, TensorInfo, TensorToWrite } from "./engine/safetensors.ts";
 export { cast, chunk, concat, gather, split, stack } from "./engine/ops/concat.ts";
 export { logSoftmax, softmax } from "./engine/ops/softmax.ts";
 export { groupNorm, layerNorm, rmsNorm, rmsNormChannels } from "./engine/ops/norm.ts";
@@ -128,7 +138,27 @@ export {
   dcAePreset,
   fromReferenceConfig as dcAeConfigFromReference,
 } from "./models/dc_ae/mod.ts";
-export type { DcAeConfig, DcAeOptions } from "./models/dc_ae/mod.ts";
+export type {
+  CodecOptions,
+  ConvLayer,
+  DcAeAct,
+  DcAeBlockType,
+  DcAeConfig,
+  DcAeDecoderConfig,
+  DcAeEncoderConfig,
+  DcAeEViTConfig,
+  DcAeNorm,
+  DcAeOptions,
+  DcAeTilingConfig,
+  Decoder,
+  Encoder,
+  RMSNorm3d,
+  Tap,
+  Triple,
+} from "./models/dc_ae/mod.ts";
+export type { NormActConv, StageOp } from "./models/dc_ae/model.ts";
+export type { TileOptions } from "./models/dc_ae/tiling.ts";
+export type { Json as DcAeReferenceJson } from "./models/dc_ae/config.ts";
 export {
   encodeGif,
   encodePng,
@@ -139,11 +169,33 @@ export {
   tensorDataToFrames,
   writeVideo,
 } from "./io/mod.ts";
+export type { ReadVideoOptions, Video, WriteVideoOptions } from "./io/mod.ts";
 export { MMDiT, MMDIT_PRESETS, mmditFromReferenceConfig, mmditPreset } from "./models/mmdit/mod.ts";
-export type { MMDiTConfig, MMDiTInputs, MMDiTOptions, VelocityModel } from "./models/mmdit/mod.ts";
+export type {
+  BlockHooks,
+  MMDiTConfig,
+  MMDiTInputs,
+  MMDiTOptions,
+  MMDiTTap,
+  VelocityModel,
+} from "./models/mmdit/mod.ts";
+export type {
+  DoubleStreamBlock,
+  LastLayer,
+  Linear,
+  Mlp,
+  MLPEmbedder,
+  Modulation,
+  ModulationOut,
+  QKNorm,
+  Rope,
+  SingleStreamBlock,
+  StreamAttention,
+} from "./models/mmdit/layers.ts";
 export { WeightStreamer } from "./models/streaming.ts";
+export type { Streamable } from "./models/streaming.ts";
 export { planMemory } from "./models/plan.ts";
-export type { MemoryPlan, PlanInput } from "./models/plan.ts";
+export type { MemoryPlan, PlanInput, StagePlan } from "./models/plan.ts";
 export {
   CLIPTextModel,
   T5EncoderModel,
@@ -151,7 +203,18 @@ export {
   TextTokenizer,
   tokenIds,
 } from "./models/text/mod.ts";
-export type { TextEmbedding, TokenIds } from "./models/text/mod.ts";
+export type {
+  ClipActivation,
+  ClipTextConfig,
+  ClipTextOutput,
+  EmbeddingStorage,
+  HostEmbedding,
+  T5Config,
+  TextEmbedding,
+  TextEncoders,
+  TokenIds,
+  TokenizerKind,
+} from "./models/text/mod.ts";
 export {
   addFpsInfo,
   addMotionScore,
@@ -166,7 +229,19 @@ export {
   sample,
   unpack,
 } from "./models/sampling/mod.ts";
-export type { Condition, CondType, SampleOptions } from "./models/sampling/mod.ts";
+export type {
+  AspectOptions,
+  Condition,
+  ConditionOptions,
+  CondType,
+  FrameOptions,
+  GuidanceOptions,
+  ImageSize,
+  RowReferences,
+  SampleOptions,
+  ScheduleOptions,
+  ShiftAlphaOptions,
+} from "./models/sampling/mod.ts";
 /**
  * Text to video in one call: load a weights bundle ({@linkcode loadBundle}: the Open-Sora v2
  * release layout or a folder with a `kino.json`), then {@linkcode generate} with progress events.
@@ -191,11 +266,14 @@ export {
 } from "./models/pipeline.ts";
 export type {
   Bundle,
+  BundleInfo,
   BundleManifest,
   GeneratedVideo,
   GenerateEvent,
   GenerateOptions,
   GenerationSettings,
+  LoadOptions,
+  ResolvedSettings,
 } from "./models/pipeline.ts";
 /**
  * Training: the MMDiT {@linkcode Trainer} (rectified-flow objective, AdamW, clipping, EMA,
@@ -210,9 +288,66 @@ export type {
  * ```
  */
 export { Trainer } from "./train/trainer.ts";
+export type {
+  ResolvedTrainerOptions,
+  RestoreInfo,
+  SaveOptions,
+  StepResult,
+} from "./train/trainer.ts";
+export type { StepMetrics } from "./train/metrics.ts";
 export { FlowMatchingObjective } from "./train/objective.ts";
-export type { TrainBatch } from "./train/objective.ts";
+export type {
+  ConditionType,
+  ObjectiveOptions,
+  PreparedBatch,
+  ResolvedObjectiveOptions,
+  SampleDraws,
+  ShiftMode,
+  TensorLike,
+  TrainBatch,
+} from "./train/objective.ts";
 export { readCheckpoint, resolveResume, writeCheckpoint } from "./train/checkpoint.ts";
+export type { CheckpointData, HostTensor, TrainerState, WriteOptions } from "./train/checkpoint.ts";
 export { AeTrainer } from "./train/ae_trainer.ts";
+export type {
+  AeCrop,
+  AeRestoreInfo,
+  AeStepMetrics,
+  AeTrainerState,
+  ExportDType,
+  HostVideo,
+  ResolvedAeTrainerOptions,
+} from "./train/ae_trainer.ts";
 export { CachedDataset } from "./train/cached_dataset.ts";
+export type { CachedBatch, PlannedBatch, ShapeGroup } from "./train/cached_dataset.ts";
+export type {
+  CACHE_FORMAT,
+  CacheDType,
+  CacheEntry,
+  CacheIndex,
+  CacheSettings,
+  CacheSkip,
+} from "./train/cache.ts";
 export { openDataset } from "./train/data/mod.ts";
+export type {
+  AspectTable,
+  Batch,
+  BucketConfig,
+  BucketCount,
+  BucketId,
+  BucketInfo,
+  BucketInput,
+  BucketProb,
+  Buckets,
+  Cursor,
+  Dataset,
+  DatasetReport,
+  DatasetRow,
+  EpochPlan,
+  MicroBatch,
+  NoBucket,
+  OpenDatasetOptions,
+  Rng,
+  RowStatus,
+  SkipReason,
+} from "./train/data/mod.ts";

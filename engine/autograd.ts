@@ -16,6 +16,7 @@ import { add, ones } from "./ops/elementwise.ts";
 
 /** Error for an op that has no backward rule inside a graph that needs gradients. */
 export class BackwardNotSupportedError extends Error {
+  /** Error class name, shown in stack traces. */
   override name = "BackwardNotSupportedError";
 }
 

@@ -10,7 +10,9 @@
 export interface DeviceInfo {
   /** Human-readable adapter name, e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`. */
   name: string;
+  /** Adapter vendor as reported by WebGPU (may be empty). */
   vendor: string;
+  /** Adapter architecture as reported by WebGPU (may be empty). */
   architecture: string;
   /** True for software adapters (Mesa llvmpipe / lavapipe, WARP, SwiftShader). */
   isFallback: boolean;
@@ -44,6 +46,7 @@ const WANTED_FEATURES: GPUFeatureName[] = ["shader-f16", "timestamp-query"];
 
 /** Error raised when the GPU cannot be used; the message says how to fix it. */
 export class GpuUnavailableError extends Error {
+  /** Error class name, shown in stack traces. */
   override name = "GpuUnavailableError";
 }
 

@@ -47,6 +47,7 @@ fn pf(i: u32) -> f32 { return bitcast<f32>(P.v[i >> 2u][i & 3u]); }
 
 /** Packs run-time kernel parameters as 32-bit words in the order the kernel reads them. */
 export class Params {
+  /** The packed 32-bit words, in append order. */
   readonly words: number[] = [];
   private readonly f = new Float32Array(1);
   private readonly u = new Uint32Array(this.f.buffer);

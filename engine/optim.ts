@@ -219,6 +219,9 @@ export class AdamW {
   weightDecay: number;
   /** Clipping threshold used by the next step (undefined: no clipping). */
   maxGradNorm: number | undefined;
+  /**
+   * Adam coefficients `[β1, β2]` of the moment averages, each in [0, 1); default `[0.9, 0.999]`.
+   */
   readonly betas: readonly [number, number];
   /** Number of steps taken (the bias-correction exponent of the last step). */
   stepCount = 0;
@@ -237,6 +240,10 @@ export class AdamW {
   private zeroBytes = 0;
   private disposed = false;
 
+  /**
+   * Packs `params` into GPU arenas (chunked, one dispatch each) and allocates the moments; the
+   * parameters are rebound to the arena.
+   */
   constructor(params: readonly Tensor[], opts: AdamWOptions = {}) {
     const rt = this.rt = runtime();
     this.lr = opts.lr ?? 1e-3;
@@ -277,6 +284,7 @@ export class AdamW {
     return this.layout.chunks.length;
   }
 
+  /** Throws if the optimizer was disposed. */
   private check(op: string): void {
     if (this.disposed) throw new Error(`AdamW.${op}: the optimizer was disposed`);
   }
@@ -294,6 +302,7 @@ export class AdamW {
     for (const t of temps) t.dispose();
   }
 
+  /** A zero-filled scratch buffer of at least `bytes` bytes (grown on demand, reused). */
   private zeros(bytes: number): GPUBuffer {
     if (!this.zeroBuf || this.zeroBytes < bytes) {
       if (this.zeroBuf) this.rt.pool.release(this.zeroBuf);
@@ -474,6 +483,7 @@ export class AdamW {
     if (this.zeroBuf) this.rt.pool.release(this.zeroBuf);
   }
 
+  /** Same as {@linkcode AdamW.dispose}, for `using`. */
   [Symbol.dispose](): void {
     this.dispose();
   }
@@ -510,6 +520,10 @@ export class EMA {
   private readonly opt: AdamW | null;
   private disposed = false;
 
+  /**
+   * Averages the parameters of an optimizer (sharing its arena) or of a list of tensors (copied
+   * into an own arena); starts from their current values.
+   */
   constructor(source: AdamW | readonly Tensor[], opts: EMAOptions) {
     if (!(opts.decay >= 0 && opts.decay <= 1)) {
       throw new RangeError(`EMA: decay must be in [0, 1], got ${opts.decay}`);
@@ -535,6 +549,7 @@ export class EMA {
     this.gather(this.ema);
   }
 
+  /** Copies the current parameter values into `dst` (recorded in the open batch). */
   private gather(dst: Arena): void {
     const { dense, temps } = denseRealized(this.layout.slots.map((s) => s.param));
     this.layout.slots.forEach((s, i) =>

@@ -49,6 +49,7 @@ export class BufferPool {
     buffersCreated: 0,
   };
 
+  /** Pools buffers of `device`; requests above `maxBufferSize` bytes throw. */
   constructor(private readonly device: GPUDevice, private readonly maxBufferSize: number) {}
 
   /** Takes a buffer of at least `bytes` bytes. */
@@ -106,23 +107,30 @@ export class BufferPool {
 
 /** Counters of the command batcher, for tests and logging. */
 export interface BatchStats {
+  /** Compute dispatches recorded. */
   dispatches: number;
+  /** Command buffers submitted to the queue. */
   submits: number;
+  /** Compute pipelines compiled (cache misses). */
   pipelinesCompiled: number;
+  /** GPU-to-CPU buffer reads. */
   readbacks: number;
 }
 
 /** Error in a kernel: WGSL compilation or pipeline validation, with the kernel's name. */
 export class KernelError extends Error {
+  /** Error class name, shown in stack traces. */
   override name = "KernelError";
 }
 
 /** A storage binding: a whole buffer, or a byte range of it. */
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset: number; size: number };
 
-/** One GPU device with its pool, caches and batcher. Obtain it with {@linkcode getRuntime}. */
+/** One GPU device with its pool, caches and batcher. Obtain it with {@linkcode runtime}. */
 export class Runtime {
+  /** Pool of the GPU buffers of tensors and kernels. */
   readonly pool: BufferPool;
+  /** Batcher counters since the runtime was created. */
   readonly counters: BatchStats = { dispatches: 0, submits: 0, pipelinesCompiled: 0, readbacks: 0 };
   /** Set when the device is lost; every later call throws it. */
   lostReason: string | null = null;
@@ -138,6 +146,9 @@ export class Runtime {
   private readonly touched = new Set<GPUBuffer>();
   private readonly debug = (Deno.env.get("KINO_DEBUG") ?? "") !== "";
 
+  /**
+   * Wraps a created device: sets up the buffer pool, the parameter buffer and loss/error reporting.
+   */
   constructor(readonly device: GPUDevice, readonly info: DeviceInfo) {
     this.pool = new BufferPool(device, info.limits.maxBufferSize ?? 256 * 2 ** 20);
     this.paramBuffer = device.createBuffer({
@@ -161,6 +172,7 @@ export class Runtime {
     return this.info.limits.maxStorageBufferBindingSize ?? 128 * 2 ** 20;
   }
 
+  /** Throws the device-lost reason if the device is gone. */
   private checkAlive(): void {
     if (this.lostReason) throw new Error(`kino: ${this.lostReason}`);
   }
@@ -192,6 +204,10 @@ export class Runtime {
     return p;
   }
 
+  /**
+   * The bind group layout of a kernel (uniform params, then read-only inputs, then outputs), cached
+   * by binding counts.
+   */
   private layout(spec: KernelSpec): GPUBindGroupLayout {
     const key = `${spec.inputs}/${spec.outputs}`;
     let l = this.layouts.get(key);

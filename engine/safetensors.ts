@@ -81,6 +81,8 @@ export class SafetensorsError extends Error {
   readonly path: string | undefined;
 
   /**
+   * Builds the message from the file, the problem and an optional fix.
+   *
    * @param path File concerned (`undefined` for in-memory data).
    * @param problem What is wrong.
    * @param fix What to do about it, if there is something sensible to suggest.

@@ -15,7 +15,9 @@ import type { Runtime } from "./runtime.ts";
 
 /** A reference-counted GPU buffer shared by a tensor and its views. */
 export class Storage {
+  /** Number of live references (tensors and views); the buffer is freed at zero. */
   refs = 1;
+  /** Wraps `buffer` (`bytes` bytes) with one reference; `onFree` returns it to the pool. */
   constructor(
     readonly buffer: GPUBuffer,
     readonly bytes: number,
@@ -34,9 +36,13 @@ export class Storage {
 
 /** A realized tensor as a kernel sees it: a buffer plus the element layout inside it. */
 export interface TensorView {
+  /** GPU buffer holding the elements. */
   buffer: GPUBuffer;
+  /** Element type. */
   dtype: DType;
+  /** Dimensions, outermost first. */
   shape: Shape;
+  /** Element strides, per axis (in elements). */
   strides: readonly number[];
   /** Offset of element 0 in elements of `dtype`. */
   offset: number;
@@ -44,18 +50,25 @@ export interface TensorView {
 
 /** What a kernel op's `encode` receives. */
 export interface EncodeContext<A> {
+  /** The runtime to record dispatches into. */
   rt: Runtime;
+  /** Realized views of the op's inputs. */
   inputs: TensorView[];
+  /** Freshly allocated contiguous outputs to write. */
   outputs: TensorView[];
+  /** The op's attributes. */
   attrs: A;
 }
 
 /** What an op's backward rule receives. */
 export interface GradContext<A> {
+  /** The op's inputs. */
   inputs: readonly Tensor[];
+  /** The op's outputs. */
   outputs: readonly Tensor[];
   /** Gradient of each output (null where no gradient flows). */
   grads: readonly (Tensor | null)[];
+  /** The op's attributes. */
   attrs: A;
 }
 
@@ -66,7 +79,9 @@ export interface GradContext<A> {
  * - `kernel` ops dispatch hand-written kernels in `encode`.
  */
 export interface OpDef<A = unknown> {
+  /** Op name, used in kernel labels and error messages. */
   readonly name: string;
+  /** How it runs: a fusable elementwise expression, a layout-only view, or hand-written kernels. */
   readonly kind: "elementwise" | "view" | "kernel";
   /**
    * Elementwise only: the WGSL expression of the output, given argument expressions and scalar
@@ -86,9 +101,13 @@ export interface OpDef<A = unknown> {
 
 /** One recorded op application. */
 export interface Node {
+  /** The op applied. */
   readonly op: OpDef<unknown>;
+  /** The input tensors. */
   readonly inputs: readonly Tensor[];
+  /** The op's attributes (op-specific). */
   readonly attrs: unknown;
+  /** The tensors the op produces. */
   readonly outputs: Tensor[];
 }
 
@@ -117,6 +136,10 @@ export class Tensor {
   /** Kept tensors survive the end of the scope they were made in. */
   kept = false;
 
+  /**
+   * Low-level constructor used by the ops (`engine/ops`); registers the tensor in the current
+   * scope. Build tensors with the ops instead.
+   */
   constructor(
     readonly shape: Shape,
     readonly dtype: DType,

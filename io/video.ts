@@ -19,13 +19,19 @@ import { encodePng } from "./png.ts";
 
 /** Packed RGB frames: `frames` is T*H*W*3 uint8, frame-major, rows top first. */
 export interface Video {
+  /** RGB bytes, T·H·W·3, frame-major, rows top first. */
   frames: Uint8Array;
+  /** Number of frames. */
   t: number;
+  /** Frame height in pixels. */
   h: number;
+  /** Frame width in pixels. */
   w: number;
+  /** Frame rate in frames per second. */
   fps: number;
 }
 
+/** Options of {@linkcode readVideo}. */
 export interface ReadVideoOptions {
   /** Keep at most this many frames (after any fps resampling). */
   maxFrames?: number;
@@ -35,10 +41,15 @@ export interface ReadVideoOptions {
   size?: [number, number];
 }
 
+/** Options of {@linkcode writeVideo}: the frame layout of the data and the encoder settings. */
 export interface WriteVideoOptions {
+  /** Number of frames in the data. */
   t: number;
+  /** Frame height in pixels. */
   h: number;
+  /** Frame width in pixels. */
   w: number;
+  /** Frame rate in frames per second. */
   fps: number;
   /** x264/VP9 constant rate factor (lower is better quality); default 18 (x264), 24 (VP9). */
   crf?: number;
@@ -46,6 +57,7 @@ export interface WriteVideoOptions {
 
 /** Thrown when the ffmpeg or ffprobe binary cannot be started. */
 export class FfmpegMissingError extends Error {
+  /** Builds the message for the missing `binary` (ffmpeg or ffprobe), with install hints. */
   constructor(binary: string) {
     super(
       `'${binary}' was not found: reading videos and writing mp4/webm need ffmpeg. ` +

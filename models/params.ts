@@ -22,21 +22,29 @@ export type Init = "zeros" | "ones" | { uniform: number } | "fan_in";
 
 /** One declared parameter. */
 export interface ParamSpec {
+  /** Full checkpoint key. */
   name: string;
+  /** Dimensions. */
   shape: number[];
+  /** Initialiser used when no checkpoint provides it. */
   init: Init;
 }
 
 /** Result of {@linkcode ParamSet.load}. */
 export interface LoadReport {
+  /** Number of parameters loaded. */
   loaded: number;
+  /** Declared names the checkpoint lacks. */
   missing: string[];
+  /** Checkpoint names the model does not declare. */
   unexpected: string[];
+  /** Names whose shape differs between the model and the checkpoint. */
   wrongShape: { name: string; expected: number[]; found: number[] }[];
 }
 
 /** Error raised when a checkpoint does not match the model. */
 export class CheckpointMismatchError extends Error {
+  /** Error class name, shown in stack traces. */
   override name = "CheckpointMismatchError";
 }
 
@@ -235,6 +243,7 @@ function describe(r: LoadReport, paths: string[]): string {
 
 /** A prefix in the module tree: `scope.sub("conv1").declare("weight", ...)` → `conv1.weight`. */
 export class ParamScope {
+  /** A scope of `set` whose keys start with `prefix` (empty for the root). */
   constructor(readonly set: ParamSet, readonly prefix: string) {}
   /** A nested scope. */
   sub(name: string | number): ParamScope {

@@ -51,11 +51,15 @@ import { pilBicubicResizeCrop, resizeCropPlan } from "../train/data/transform.ts
 
 /** `kino.json`: what a weights folder holds (paths relative to the folder). */
 export interface BundleManifest {
+  /** Manifest tag; must be `"kino-bundle"`. */
   format: "kino-bundle";
+  /** Manifest format version. */
   version: 1;
   /** Informative name and description (model card). */
   name?: string;
+  /** MMDiT weights file, with a preset name (default `hcae`) or a reference `model_args` config. */
   mmdit: { weights: string; preset?: string; config?: Record<string, unknown> };
+  /** DC-AE weights file, with a preset name (default `f32t4c128`) or a reference config. */
   dc_ae: {
     weights: string;
     preset?: string;
@@ -65,8 +69,11 @@ export interface BundleManifest {
   };
   /** Hugging Face folders of the text encoders. */
   t5: string;
+  /** Hugging Face folder of the CLIP text encoder. */
   clip: string;
+  /** T5 padded token length (default 512). */
   t5_max_length?: number;
+  /** CLIP padded token length (default 77). */
   clip_max_length?: number;
   /** Default generation settings of this model. */
   defaults?: Partial<GenerationSettings>;
@@ -85,22 +92,38 @@ export const RELEASE_LAYOUT: BundleManifest = {
 
 /** Settings of one generation (the CLI flags; defaults from the reference's HCAE config). */
 export interface GenerationSettings {
+  /** Resolution name, e.g. `256px`, `768px`. */
   resolution: string;
+  /** Aspect ratio, e.g. `16:9`. */
   aspectRatio: string;
-  /** Explicit size (overrides resolution/aspect ratio); multiples of the AE's compression (32). */
+  /**
+   * Explicit height in pixels (with `width`; overrides resolution and aspect ratio), a multiple of
+   * the AE's compression (32).
+   */
   height?: number;
+  /** Explicit width in pixels (with `height`). */
   width?: number;
+  /** Frames to generate (1 for an image). */
   numFrames: number;
+  /** Denoising steps. */
   steps: number;
+  /** Text guidance scale. */
   guidance: number;
+  /** Image-condition guidance scale. */
   guidanceImg: number;
+  /** Oscillate the text guidance scale (1 at odd steps ≥ 10). */
   textOsci: boolean;
+  /** Oscillate the image guidance scale. */
   imageOsci: boolean;
+  /** Temporal ramp of the image guidance (image-to-video only). */
   scaleTemporalOsci: boolean;
+  /** Frame rate of the output, also written into the prompt. */
   fps: number;
   /** Appended as `" {score} motion score."`; null to omit. */
   motionScore: string | null;
+  /** Negative prompt (the unconditional text branches). */
   negativePrompt: string;
+  /** Base seed of the noise (sample k uses a seed derived from it and k). */
   seed: number;
 }
 
@@ -123,14 +146,19 @@ export const DEFAULT_SETTINGS: GenerationSettings = {
 
 /** A bundle's manifest and resolved configurations (no weights loaded). */
 export interface BundleInfo {
+  /** The bundle folder. */
   dir: string;
+  /** Its manifest (`kino.json`, or the release layout). */
   manifest: BundleManifest;
+  /** The MMDiT configuration. */
   dit: MMDiTConfig;
+  /** The DC-AE configuration. */
   ae: DcAeConfig;
 }
 
 /** Error for a folder that is not a usable bundle; the message says what is missing and the fix. */
 export class BundleError extends Error {
+  /** Error class name, shown in stack traces. */
   override name = "BundleError";
 }
 
@@ -198,11 +226,15 @@ export async function inspectBundle(dir: string): Promise<BundleInfo> {
 
 /** Loaded models. */
 export interface Bundle extends BundleInfo {
+  /** The denoiser. */
   mmdit: MMDiT;
+  /** The video autoencoder. */
   dcAe: DcAe;
+  /** The T5 and CLIP text encoders. */
   text: TextConditioner;
   /** Whether the MMDiT streams its weights block by block from host memory. */
   streamed: boolean;
+  /** Frees the weights of every model. */
   dispose(): void;
 }
 
@@ -254,22 +286,31 @@ export type GenerateEvent =
 export interface GeneratedVideo {
   /** Packed RGB uint8 frames, `t·height·width·3`. */
   frames: Uint8Array;
+  /** Number of frames. */
   t: number;
+  /** Frame height in pixels. */
   height: number;
+  /** Frame width in pixels. */
   width: number;
+  /** Frame rate in frames per second. */
   fps: number;
   /** The text the model saw (with the FPS / motion suffixes). */
   prompt: string;
   /** The seed of this sample's noise. */
   seed: number;
+  /** The condition used: `t2v`, or `i2v_head` with an image. */
   condType: CondType;
 }
 
 /** What {@linkcode resolveSettings} derives. */
 export interface ResolvedSettings extends GenerationSettings {
+  /** Video height in pixels. */
   height: number;
+  /** Video width in pixels. */
   width: number;
+  /** Latent shape `[C, T', h, w]` of one sample. */
   latent: [number, number, number, number];
+  /** Denoising timesteps, `steps + 1` values from 1 to 0. */
   schedule: number[];
 }
 

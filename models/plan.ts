@@ -14,47 +14,61 @@ import type { MMDiTConfig } from "./mmdit/config.ts";
 
 /** Inputs of {@linkcode planMemory}. */
 export interface PlanInput {
+  /** The MMDiT's configuration. */
   dit: MMDiTConfig;
-  /** Parameters of each model (from a shape-only build). */
+  /** Parameters of the MMDiT (from a shape-only build). */
   ditParams: number;
   /** Largest streaming group of the MMDiT (one double block), parameters. */
   ditLargestGroup: number;
+  /** Parameters of the DC-AE (from a shape-only build). */
   aeParams: number;
-  /** Decoder width of the first (full-resolution) stage and latent channels. */
+  /** Decoder width (channels) of the first, full-resolution stage. */
   aeWidth0: number;
+  /** Parameters of the text encoders (from a shape-only build). */
   textParams: number;
-  /** Text encoder hidden width and sequence length (T5: 4096 × 512). */
+  /** Text encoder hidden width (T5: 4096). */
   textWidth: number;
+  /** Text tokens per sample (T5: 512). */
   textLength: number;
   /** Bytes per stored weight (2 for bf16/f16, 4 for f32). */
   weightBytes: number;
   /** Model rows per step (3 × prompts with CFG). */
   batch: number;
-  /** Image tokens per sample and text tokens. */
+  /** Image tokens per sample. */
   imageTokens: number;
   /** Decoder tile: frames × height × width at full resolution. */
   decodeTile: [number, number, number];
-  /** GPU memory budget in bytes and the device's storage-binding limit. */
+  /** GPU memory budget in bytes. */
   gpuBytes: number;
+  /** The device's storage-binding limit in bytes (`maxStorageBufferBindingSize`). */
   maxBinding: number;
 }
 
 /** One stage of the plan. */
 export interface StagePlan {
+  /** Stage name (`text encoders`, `MMDiT denoising`, `DC-AE decoding`). */
   stage: string;
+  /** Bytes of the stage's weights in their storage dtype. */
   weights: number;
+  /** Estimated bytes of the stage's live activations. */
   activations: number;
+  /** Weights plus activations, in bytes. */
   total: number;
 }
 
 /** The plan. */
 export interface MemoryPlan {
+  /** The stages, in execution order. */
   stages: StagePlan[];
+  /** Estimated peak GPU bytes in the chosen mode (the largest stage). */
   peak: number;
   /** `resident`: all weights on the GPU; `streamed`: MMDiT blocks uploaded one at a time. */
   mode: "resident" | "streamed" | "does-not-fit";
+  /** The largest single tensor (description and bytes); it must fit one storage binding. */
   largestTensor: { what: string; bytes: number };
+  /** Whether the largest tensor fits the device's storage-binding limit. */
   fitsBinding: boolean;
+  /** The plan as indented text lines, for printing. */
   lines: string[];
 }
 

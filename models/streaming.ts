@@ -22,7 +22,9 @@ import type { ParamSet } from "./params.ts";
 
 /** A model with per-group hooks (e.g. the MMDiT). */
 export interface Streamable {
+  /** The model's parameters (what is streamed). */
   params: ParamSet;
+  /** Hooks the streamer installs to upload each group before use and free it after. */
   hooks: {
     before?(prefix: string): void;
     after?(prefix: string, outputs: Tensor[]): void;

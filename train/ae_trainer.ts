@@ -105,20 +105,31 @@ export interface AeTrainerOptions {
 
 /** The options with defaults filled in (saved in checkpoints; `kind` marks AE checkpoints). */
 export interface ResolvedAeTrainerOptions {
+  /** Marks AE checkpoints. */
   kind: "dc-ae";
+  /** Learning rate. */
   lr: number;
+  /** AdamW `[β1, β2]`. */
   betas: [number, number];
+  /** AdamW epsilon. */
   eps: number;
+  /** Decoupled weight decay. */
   weightDecay: number;
+  /** Global grad-norm clip, or null for none. */
   maxGradNorm: number | null;
+  /** Weight of the L1 term added to the MSE. */
   l1: number;
+  /** Random crop of each batch, or null for none. */
   crop: AeCrop | null;
+  /** Seed of the crop stream. */
   seed: number;
 }
 
 /** The checkpoint state of an AE run: `TrainerState` with the AE's options and model config. */
 export interface AeTrainerState extends Omit<TrainerState, "options" | "modelConfig"> {
+  /** The resolved AE trainer options. */
   options: ResolvedAeTrainerOptions;
+  /** The DC-AE configuration trained. */
   modelConfig: DcAeConfig;
 }
 
@@ -271,18 +282,23 @@ export interface AeStepMetrics {
   psnr: number;
   /** Global L2 gradient norm before clipping. */
   gradNorm: number;
+  /** Learning rate used by the update. */
   lr: number;
   /** Clips in the update. */
   samples: number;
-  /** The trained shape: frames, height, width (after cropping). */
+  /** Frames of the trained clips (after cropping). */
   frames: number;
+  /** Height of the trained clips in pixels (after cropping). */
   height: number;
+  /** Width of the trained clips in pixels (after cropping). */
   width: number;
   /** Wall time of the update in seconds (recording + GPU + the one read-back). */
   seconds: number;
+  /** Clips per second of wall time. */
   samplesPerSec: number;
-  /** GPU bytes held by live tensors after the update, and the peak during it. */
+  /** GPU bytes held by live tensors after the update. */
   memInUse: number;
+  /** Highest GPU bytes in use during the update. */
   memPeak: number;
 }
 
@@ -356,7 +372,9 @@ export class AeMetricsWriter {
 
 /** A video on the CPU: `[B, C, T, H, W]` values in [-1, 1] (a `train/data` batch fits). */
 export interface HostVideo {
+  /** Values `[B, C, T, H, W]`, row-major, in [-1, 1]. */
   video: Float32Array;
+  /** The shape of `video`, `[B, C, T, H, W]`. */
   shape: readonly number[];
 }
 
@@ -409,13 +427,18 @@ function architecture(c: DcAeConfig): string {
  * ```
  */
 export class AeTrainer {
+  /** The options with defaults filled in. */
   readonly options: ResolvedAeTrainerOptions;
+  /** The optimizer; it holds the DC-AE's parameters in its arena. */
   readonly opt: AdamW;
   /** Optimiser updates completed. */
   steps = 0;
   private readonly metrics: AeMetricsWriter | null;
   private disposed = false;
 
+  /**
+   * Checks the model (f32, initialised) and the crop, then moves the parameters into a new AdamW.
+   */
   constructor(readonly ae: DcAe, options: AeTrainerOptions = {}) {
     this.options = resolveOptions(options);
     const o = this.options;
@@ -456,6 +479,7 @@ export class AeTrainer {
     this.metrics = options.metrics ?? null;
   }
 
+  /** Throws if the trainer was disposed. */
   private check(op: string): void {
     if (this.disposed) throw new Error(`AeTrainer.${op}: the trainer was disposed`);
   }
@@ -573,6 +597,7 @@ export class AeTrainer {
     return [loss, mse, l1, per];
   }
 
+  /** Loss, MSE, L1 and mean PSNR from the read-back of `[loss, mse, l1, per-clip mse]`. */
   private summarise(vals: Float32Array[]): Pick<AeStepMetrics, "loss" | "mse" | "l1" | "psnr"> {
     const per = vals[3]!;
     let psnr = 0;

@@ -94,8 +94,9 @@ export interface CacheSettings {
 export interface CacheEntry {
   /** Path of the clip file, relative to the cache folder. */
   file: string;
-  /** CSV data-row number and line. */
+  /** 0-based CSV data-row number. */
   index: number;
+  /** 1-based line of the row in the CSV. */
   line: number;
   /** The media file. */
   path: string;
@@ -103,11 +104,15 @@ export interface CacheEntry {
   text: string;
   /** The training caption (text + FPS / motion suffix) that was encoded. */
   caption: string;
-  /** Bucket key (`resolution/frames/ratio`) and its clip shape and batch size. */
+  /** Bucket key (`resolution/frames/ratio`). */
   bucket: string;
+  /** Frames of the bucket's clips. */
   frames: number;
+  /** Height of the bucket's clips in pixels. */
   height: number;
+  /** Width of the bucket's clips in pixels. */
   width: number;
+  /** Batch size of the bucket. */
   batchSize: number;
   /** `[C, T', h, w]`. */
   latentShape: number[];
@@ -117,19 +122,27 @@ export interface CacheEntry {
 
 /** A row the cache left out. */
 export interface CacheSkip {
+  /** 1-based line of the row in the CSV. */
   line: number;
+  /** 0-based data-row number, when the row was parsed. */
   index?: number;
+  /** The media file, when known. */
   path?: string;
+  /** Why the row was left out. */
   reason: SkipReason | "encode-failed";
+  /** Details of the problem, for the report. */
   detail: string;
 }
 
 /** `cache.json`. */
 export interface CacheIndex {
+  /** Must be {@linkcode CACHE_FORMAT}. */
   format: typeof CACHE_FORMAT;
+  /** Index format version. */
   version: 1;
   /** True once every usable clip is encoded (training refuses an incomplete cache). */
   complete: boolean;
+  /** The settings the cache was built with. */
   settings: CacheSettings;
   /** The bundle the latents and text states came from. */
   bundle: {
@@ -146,8 +159,11 @@ export interface CacheIndex {
   };
   /** Text sizes: T5 length and width, CLIP width. */
   text: { t5Length: number; t5Dim: number; clipDim: number };
+  /** The cached clips. */
   entries: CacheEntry[];
+  /** Rows left out, with reasons. */
   skipped: CacheSkip[];
+  /** ISO time of the last write. */
   updatedAt: string;
 }
 

@@ -55,6 +55,7 @@ export interface ShapeGroup {
   buckets: string[];
   /** Positions in {@linkcode CachedDataset.entries}. */
   members: number[];
+  /** Clips per batch of this group. */
   batchSize: number;
   /** Batches per epoch (after drop_last). */
   batches: number;
@@ -62,6 +63,7 @@ export interface ShapeGroup {
 
 /** One planned batch: a group and the entries it holds. */
 export interface PlannedBatch {
+  /** The group the batch is drawn from. */
   group: ShapeGroup;
   /** Positions in {@linkcode CachedDataset.entries}. */
   members: number[];
@@ -69,13 +71,17 @@ export interface PlannedBatch {
 
 /** A batch ready for {@linkcode Trainer.step}. */
 export interface CachedBatch {
+  /** Latents, reference latents and text states of the batch. */
   batch: TrainBatch;
   /** `[B, C, T', h, w]`. */
   shape: number[];
+  /** Training captions of the clips. */
   captions: string[];
   /** CSV data-row numbers of the clips. */
   indices: number[];
+  /** Bucket key of the batch's first clip. */
   bucket: string;
+  /** Epoch the batch belongs to. */
   epoch: number;
   /** Batch number within the epoch. */
   position: number;
@@ -89,7 +95,9 @@ export class CachedDataset {
   readonly groups: ShapeGroup[];
   /** Groups too small for one batch (left out with drop_last). */
   readonly warnings: string[] = [];
+  /** Shuffle seed. */
   readonly seed: number;
+  /** Whether incomplete batches are dropped. */
   readonly dropLast: boolean;
   #plan: { epoch: number; batches: PlannedBatch[] } | null = null;
 

@@ -43,13 +43,17 @@ export const MODEL_CONFIG_KEY = "kino_model_config";
 
 /** A tensor on the CPU. */
 export interface HostTensor {
+  /** Dimensions. */
   shape: number[];
+  /** Values, row-major. */
   data: Float32Array;
 }
 
 /** The trainer's scalar state (JSON in the state file's metadata). */
 export interface TrainerState {
+  /** Marks trainer checkpoints. */
   format: "kino-trainer";
+  /** State format version. */
   version: 1;
   /** Optimiser updates completed. */
   step: number;
@@ -63,6 +67,7 @@ export interface TrainerState {
   dataCursor: unknown;
   /** The resolved trainer options (lr, betas, eps, accumulation, objective, ...). */
   options: Record<string, unknown>;
+  /** The MMDiT configuration trained. */
   modelConfig: MMDiTConfig;
   /** ISO time of the save. */
   savedAt: string;
@@ -76,6 +81,7 @@ export interface CheckpointData {
   optimizer: Map<string, HostTensor>;
   /** Averaged weights by parameter name, or null without EMA. */
   ema: Map<string, HostTensor> | null;
+  /** The trainer's scalar state. */
   state: TrainerState;
 }
 

@@ -33,7 +33,9 @@ export interface StepMetrics {
   tokens: number;
   /** Wall time of the update in seconds (recording + GPU + the one read-back). */
   seconds: number;
+  /** Samples per second of wall time. */
   samplesPerSec: number;
+  /** Image tokens per second of wall time. */
   tokensPerSec: number;
   /** GPU bytes held by live tensors after the update. */
   memInUse: number;

@@ -313,10 +313,13 @@ export interface NullEmbeddings {
 
 /** One prepared micro-batch: the MMDiT inputs, the target and the draws behind them. */
 export interface PreparedBatch {
+  /** The MMDiT inputs (noisy latents as tokens, text, timesteps, condition). */
   inputs: MMDiTInputs;
   /** Velocity target `v` `[B, N, inChannels]`. */
   target: Tensor;
+  /** The per-sample random choices. */
   draws: SampleDraws;
+  /** Timestep shift factor α used for the draws. */
   alpha: number;
   /** Image tokens `B·N`. */
   tokens: number;
@@ -358,11 +361,16 @@ export function resolveObjectiveOptions(o: ObjectiveOptions = {}): ResolvedObjec
  * ```
  */
 export class FlowMatchingObjective {
+  /** The options with defaults filled in. */
   readonly options: ResolvedObjectiveOptions;
   private readonly nullTxt: Tensor | null;
   private readonly nullY: Tensor | null;
   private readonly ownsNull: Tensor[] = [];
 
+  /**
+   * Resolves `options` for the model `config` and uploads the null embeddings `nulls` (needed with
+   * text dropout).
+   */
   constructor(
     readonly config: MMDiTConfig,
     options: ObjectiveOptions = {},

@@ -86,16 +86,27 @@ export interface TrainerOptions {
 
 /** The options with defaults filled in (saved in checkpoints). */
 export interface ResolvedTrainerOptions {
+  /** Peak learning rate. */
   lr: number;
+  /** AdamW `[β1, β2]`. */
   betas: [number, number];
+  /** AdamW epsilon. */
   eps: number;
+  /** Decoupled weight decay. */
   weightDecay: number;
+  /** Global grad-norm clip, or null for none. */
   maxGradNorm: number | null;
+  /** Linear warm-up updates. */
   warmupSteps: number;
+  /** Learning rate at the start of the warm-up. */
   warmupInitialLr: number;
+  /** EMA decay, or null without EMA. */
   emaDecay: number | null;
+  /** Micro-batches per update. */
   gradAccumulation: number;
+  /** Whether block activations are recomputed in the backward. */
   recompute: boolean;
+  /** The resolved objective options. */
   objective: ResolvedObjectiveOptions;
 }
 
@@ -201,9 +212,13 @@ interface Micro {
  * ```
  */
 export class Trainer {
+  /** The options with defaults filled in. */
   readonly options: ResolvedTrainerOptions;
+  /** Builds the inputs and targets of each micro-batch. */
   readonly objective: FlowMatchingObjective;
+  /** The optimizer; it holds the MMDiT's parameters in its arena. */
   readonly opt: AdamW;
+  /** The exponential moving average of the weights, or null without EMA. */
   readonly ema: EMA | null;
   /** Optimiser updates completed. */
   steps = 0;
@@ -211,6 +226,10 @@ export class Trainer {
   private readonly restoreForward: (() => void)[] = [];
   private disposed = false;
 
+  /**
+   * Checks the model (f32, initialised), builds the objective, AdamW and optional EMA, and installs
+   * recomputation when asked.
+   */
   constructor(readonly dit: MMDiT, options: TrainerOptions = {}) {
     this.objective = new FlowMatchingObjective(
       dit.config,
@@ -284,6 +303,7 @@ export class Trainer {
     return this.steps * this.options.gradAccumulation + m;
   }
 
+  /** Throws if the trainer was disposed. */
   private check(op: string): void {
     if (this.disposed) throw new Error(`Trainer.${op}: the trainer was disposed`);
   }
@@ -326,6 +346,10 @@ export class Trainer {
     );
   }
 
+  /**
+   * Runs one update over `n` micro-batches from `prepare`: forward, backward, clip + AdamW, EMA,
+   * one read-back; writes the metrics.
+   */
   private async update(
     n: number,
     prepare: (m: number) => Micro,

@@ -298,7 +298,8 @@ const SCAL = {
   le: bs("le_s", (x, s) => `select(VT(0.0), VT(1.0), ${x} <= ${s})`),
 };
 
-type Operand = Tensor | number;
+/** A binary-op argument: a tensor, or a number applied as a scalar (broadcast to every element). */
+export type Operand = Tensor | number;
 
 function binary(
   t: Ew,

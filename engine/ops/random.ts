@@ -39,6 +39,7 @@ export type Seed = number | bigint;
 
 /** Options of {@linkcode randUniform}. */
 export interface UniformOptions {
+  /** Random seed (the Threefry key). */
   seed: Seed;
   /** Counter word 1 (stream), an integer in [0, 2^32); default 0. */
   offset?: number;
@@ -50,6 +51,7 @@ export interface UniformOptions {
 
 /** Options of {@linkcode randNormal}. */
 export interface NormalOptions {
+  /** Random seed (the Threefry key). */
   seed: Seed;
   /** Counter word 1 (stream), an integer in [0, 2^32); default 0. */
   offset?: number;

@@ -23,10 +23,15 @@ export type DcAeAct = "silu" | "relu" | "gelu";
 
 /** Encoder settings (`EncoderConfig`), one entry per stage in the arrays. */
 export interface DcAeEncoderConfig {
+  /** Channels of each stage. */
   widths: number[];
+  /** Number of blocks in each stage. */
   depths: number[];
+  /** Block type of each stage. */
   blockTypes: DcAeBlockType[];
+  /** Norm of each stage's blocks. */
   norms: DcAeNorm[];
+  /** Activation of each stage's blocks. */
   acts: DcAeAct[];
   /** Whether the down-sampling block after stage s also halves time (stride (2,2,2)). */
   temporalDownsample: boolean[];
@@ -34,6 +39,7 @@ export interface DcAeEncoderConfig {
   downsampleShortcut: "averaging" | null;
   /** Optional norm / activation before `project_out` (none in the released model). */
   outNorm: DcAeNorm | null;
+  /** Optional activation before `project_out` (none in the released model). */
   outAct: DcAeAct | null;
   /** Shortcut of `project_out` (channel averaging) or none. */
   outShortcut: "averaging" | null;
@@ -41,10 +47,15 @@ export interface DcAeEncoderConfig {
 
 /** Decoder settings (`DecoderConfig`), one entry per stage (stage 0 = full resolution). */
 export interface DcAeDecoderConfig {
+  /** Channels of each stage (stage 0 = full resolution). */
   widths: number[];
+  /** Number of blocks in each stage. */
   depths: number[];
+  /** Block type of each stage. */
   blockTypes: DcAeBlockType[];
+  /** Norm of each stage's blocks. */
   norms: DcAeNorm[];
+  /** Activation of each stage's blocks. */
   acts: DcAeAct[];
   /** Whether the up-sampling block that starts stage s also doubles time. */
   temporalUpsample: boolean[];
@@ -54,6 +65,7 @@ export interface DcAeDecoderConfig {
   upsampleShortcut: "duplicating" | null;
   /** Norm / activation of `project_out` before its conv (rms3d, relu in the released model). */
   outNorm: DcAeNorm | null;
+  /** Activation of `project_out` before its conv (relu in the released model). */
   outAct: DcAeAct | null;
 }
 
@@ -71,12 +83,15 @@ export interface DcAeEViTConfig {
 
 /** Inference tiling settings of the reference (used by tiled encode/decode). */
 export interface DcAeTilingConfig {
+  /** Tile H and W when they exceed `spatialTileSize` (tiled encode/decode). */
   useSpatialTiling: boolean;
+  /** Tile time when it exceeds `temporalTileSize` (tiled encode/decode). */
   useTemporalTiling: boolean;
   /** Pixels per spatial tile side (256). */
   spatialTileSize: number;
   /** Frames per temporal tile (32). */
   temporalTileSize: number;
+  /** Fraction of a tile that overlaps its neighbour and is blended, in [0, 1) (0.25). */
   tileOverlapFactor: number;
 }
 
@@ -86,16 +101,21 @@ export interface DcAeConfig {
   name: string;
   /** Image channels (3). */
   inChannels: number;
+  /** Latent channels (128 for the released model). */
   latentChannels: number;
   /** 2^(number of temporal down-sampling stages): 4 for the released model. */
   timeCompression: number;
   /** 2^(number of down-sampling stages): 32 for the released model. */
   spatialCompression: number;
+  /** Encoder stages and layers. */
   encoder: DcAeEncoderConfig;
+  /** Decoder stages and layers. */
   decoder: DcAeDecoderConfig;
+  /** EfficientViT block settings. */
   evit: DcAeEViTConfig;
   /** When set, `encode` divides the latent by it and `decode` multiplies (none in inference). */
   scalingFactor: number | null;
+  /** Tiling settings for tiled encode/decode. */
   tiling: DcAeTilingConfig;
 }
 
@@ -417,7 +437,8 @@ export function validateConfig(cfg: DcAeConfig): DcAeConfig {
 
 // ---------------------------------------------------------------- reference config objects
 
-type Json = Record<string, unknown>;
+/** A parsed JSON object (a reference config dictionary, snake_case keys). */
+export type Json = Record<string, unknown>;
 
 function perStage<T>(v: unknown, n: number, what: string, name: string): T[] {
   if (Array.isArray(v)) return v as T[];

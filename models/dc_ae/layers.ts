@@ -44,12 +44,16 @@ export type Triple = [number, number, number];
  * `y_c = x_c / sqrt(mean_c'(x_c'²) + 1e-5) · weight_c + bias_c`.
  */
 export class RMSNorm3d {
+  /** Checkpoint key of the per-channel scale `[channels]`. */
   readonly weight: string;
+  /** Checkpoint key of the per-channel shift `[channels]`. */
   readonly bias: string;
+  /** Declares `weight` (ones) and `bias` (zeros) of `channels` channels under `scope`. */
   constructor(private readonly scope: ParamScope, readonly channels: number) {
     this.weight = scope.declare("weight", [channels], "ones");
     this.bias = scope.declare("bias", [channels], "zeros");
   }
+  /** Normalises `[B, C, T, H, W]` over C at every position. */
   forward(x: Tensor): Tensor {
     return rmsNormChannels(x, this.scope.get(this.weight), this.scope.get(this.bias), 1e-5);
   }
@@ -71,12 +75,22 @@ export interface ConvLayerOptions {
  * operation; the padding is passed to the convolution.)
  */
 export class ConvLayer {
+  /** Checkpoint key of the conv weight `[out, in/groups, k, k, k]`. */
   readonly weight: string;
+  /** Checkpoint key of the conv bias `[out]`, or null without bias. */
   readonly bias: string | null;
+  /** Norm applied after the conv, or null. */
   readonly norm: RMSNorm3d | null;
+  /** Stride along T, H and W. */
   readonly stride: Triple;
+  /** Number of channel groups of the conv. */
   readonly groups: number;
+  /** Activation applied after the norm, or null. */
   readonly act: DcAeAct | null;
+  /**
+   * Declares a `kernel`³ conv (odd `kernel`) from `inChannels` to `outChannels` under `scope`, with
+   * the optional bias, norm and activation of `o`.
+   */
   constructor(
     private readonly scope: ParamScope,
     readonly inChannels: number,
@@ -100,6 +114,7 @@ export class ConvLayer {
     this.norm = o.norm ? new RMSNorm3d(scope.sub("norm"), outChannels) : null;
     this.act = o.act ?? null;
   }
+  /** `[B, C_in, T, H, W]` → conv (zero padding `k//2`, `stride`) → norm → activation. */
   forward(x: Tensor): Tensor {
     const p = Math.floor(this.kernel / 2);
     let y = conv3d(x, this.scope.get(this.weight), {

@@ -39,7 +39,8 @@ import { resolveTiling, tiledDecode, tiledEncode, type TileOptions } from "./til
 export type Tap = (name: string, t: Tensor) => void;
 
 /** One op of a stage's `op_list`. */
-interface StageOp {
+export interface StageOp {
+  /** Applies the op to a `[B, C, T, H, W]` tensor. */
   forward(x: Tensor): Tensor;
 }
 
@@ -65,9 +66,12 @@ function buildBlock(
 }
 
 /** `OpSequential([norm?, act?, conv])`: the layers absent from the config take no index. */
-class NormActConv {
+export class NormActConv {
+  /** The norm before the activation, or null. */
   readonly norm: RMSNorm3d | null;
+  /** The 3×3×3 conv (with bias). */
   readonly conv: ConvLayer;
+  /** Declares the layers under `scope`'s `op_list`, numbering only the ones present. */
   constructor(
     scope: ParamScope,
     inChannels: number,
@@ -81,6 +85,7 @@ class NormActConv {
     if (act) i++;
     this.conv = new ConvLayer(ops.sub(i), inChannels, outChannels, 3, { bias: true });
   }
+  /** norm → activation → conv on `[B, C_in, T, H, W]`. */
   forward(x: Tensor): Tensor {
     let h = x;
     if (this.norm) h = this.norm.forward(h);
@@ -95,9 +100,13 @@ class NormActConv {
  * shortcut).
  */
 export class Encoder {
+  /** `project_in`: 3×3×3 conv from the image channels to the first stage's width. */
   readonly projectIn: ConvLayer;
+  /** Ops of each stage: its blocks, then (all but the last stage) the down-sampling block. */
   readonly stages: StageOp[][];
+  /** `project_out`: the conv to the latent channels (before the shortcut). */
   readonly projectOut: NormActConv;
+  /** Declares every encoder parameter of `cfg` under `scope` (allocates nothing). */
   constructor(readonly cfg: DcAeConfig, scope: ParamScope) {
     const e = cfg.encoder;
     const n = e.widths.length;
@@ -154,9 +163,16 @@ export class Encoder {
  * (RMSNorm3d → ReLU → 3×3×3 conv).
  */
 export class Decoder {
+  /** `project_in`: 3×3×3 conv from the latent channels to the last stage's width. */
   readonly projectIn: ConvLayer;
+  /**
+   * Ops of each stage (index 0 = full resolution): the up-sampling block (all but the last), then
+   * its blocks.
+   */
   readonly stages: StageOp[][];
+  /** `project_out`: RMSNorm3d → ReLU → 3×3×3 conv to the image channels. */
   readonly projectOut: NormActConv;
+  /** Declares every decoder parameter of `cfg` under `scope` (allocates nothing). */
   constructor(readonly cfg: DcAeConfig, scope: ParamScope) {
     const d = cfg.decoder;
     const n = d.widths.length;
@@ -258,11 +274,16 @@ export interface CodecOptions {
  * ```
  */
 export class DcAe {
+  /** The validated configuration. */
   readonly config: DcAeConfig;
+  /** All parameters under their checkpoint keys. */
   readonly params: ParamSet;
+  /** The encoder (`encoder.*` keys). */
   readonly encoder: Encoder;
+  /** The decoder (`decoder.*` keys). */
   readonly decoder: Decoder;
 
+  /** Validates `config` and declares every parameter (no GPU work). */
   constructor(config: DcAeConfig, options: DcAeOptions = {}) {
     this.config = validateConfig(config);
     this.params = new ParamSet(options.storage ?? "f32");

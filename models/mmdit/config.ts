@@ -14,16 +14,21 @@ export interface MMDiTConfig {
   inChannels: number;
   /** Spatial patch size p (1 HCAE, 2 base); no temporal patching. */
   patchSize: number;
+  /** Token width inside the blocks (3072 for the real model). */
   hiddenSize: number;
+  /** Attention heads; head dim = hiddenSize / numHeads (24). */
   numHeads: number;
   /** Number of double-stream blocks. */
   depth: number;
   /** Number of single-stream blocks. */
   depthSingleBlocks: number;
+  /** MLP hidden width as a multiple of hiddenSize (4). */
   mlpRatio: number;
   /** RoPE dims per position axis (t, h, w); the sum is the head dim. */
   axesDim: number[];
+  /** RoPE base frequency (10000). */
   theta: number;
+  /** Whether the q/k/v projections of the double blocks have a bias. */
   qkvBias: boolean;
   /** Width of the pooled text vector (CLIP: 768). */
   vecInDim: number;

@@ -17,8 +17,14 @@ import { attention, ropeHalf, ropeInterleaved } from "../../engine/ops/attention
 
 /** `nn.Linear(in, out, bias)`: keys `weight` `[out, in]`, `bias` `[out]`; PyTorch's init. */
 export class Linear {
+  /** Checkpoint key of the weight `[out, in]`. */
   readonly weight: string;
+  /** Checkpoint key of the bias `[out]`, or null without bias. */
   readonly bias: string | null;
+  /**
+   * Declares `weight` and `bias` under `scope` with PyTorch's uniform init (±1/√in), or zeros with
+   * `zeroInit`.
+   */
   constructor(
     private readonly scope: ParamScope,
     readonly inFeatures: number,
@@ -31,6 +37,7 @@ export class Linear {
     this.weight = scope.declare("weight", [outFeatures, inFeatures], init);
     this.bias = bias ? scope.declare("bias", [outFeatures], init) : null;
   }
+  /** `x·Wᵀ + b` over the last axis: `[..., in]` → `[..., out]`. */
   forward(x: Tensor): Tensor {
     const w = this.scope.get(this.weight);
     return this.bias ? linear(x, w, this.scope.get(this.bias)) : linear(x, w);
@@ -39,12 +46,18 @@ export class Linear {
 
 /** `MLPEmbedder`: `out_layer(SiLU(in_layer(x)))`. */
 export class MLPEmbedder {
+  /** `in_layer`: in → hidden. */
   readonly inLayer: Linear;
+  /** `out_layer`: hidden → hidden. */
   readonly outLayer: Linear;
+  /**
+   * Declares `in_layer` (`inDim` → `hidden`) and `out_layer` (`hidden` → `hidden`) under `scope`.
+   */
   constructor(scope: ParamScope, inDim: number, hidden: number) {
     this.inLayer = new Linear(scope.sub("in_layer"), inDim, hidden);
     this.outLayer = new Linear(scope.sub("out_layer"), hidden, hidden);
   }
+  /** `[..., inDim]` → `[..., hidden]`. */
   forward(x: Tensor): Tensor {
     return this.outLayer.forward(silu(this.inLayer.forward(x)));
   }
@@ -52,17 +65,23 @@ export class MLPEmbedder {
 
 /** One modulation triple, each `[B, 1, hidden]` (broadcast over the sequence). */
 export interface ModulationOut {
+  /** Added after the normalisation. */
   shift: Tensor;
+  /** Multiplies the normalised input as `(1 + scale)`. */
   scale: Tensor;
+  /** Multiplies the branch output before the residual add. */
   gate: Tensor;
 }
 
 /** `Modulation`: `lin(SiLU(vec))` chunked into 1 or 2 `(shift, scale, gate)` triples. */
 export class Modulation {
+  /** `lin`: hidden → 3·hidden (6·hidden when `double`). */
   readonly lin: Linear;
+  /** Declares `lin` under `scope`; `double` gives two triples (attention and MLP). */
   constructor(scope: ParamScope, private readonly hidden: number, readonly double: boolean) {
     this.lin = new Linear(scope.sub("lin"), hidden, (double ? 6 : 3) * hidden);
   }
+  /** The modulation triples of `vec` `[B, hidden]`: one, or two when `double`. */
   forward(vec: Tensor): ModulationOut[] {
     const B = vec.shape[0]!;
     const m = reshape(this.lin.forward(silu(vec)), [B, 1, (this.double ? 6 : 3) * this.hidden]);
@@ -88,8 +107,11 @@ export type Rope = { kind: "half"; cos: Tensor; sin: Tensor } | { kind: "flux"; 
 
 /** `QKNorm`: RMSNorm over the head dim with separate learnable scales for q and k (eps 1e-6). */
 export class QKNorm {
+  /** Checkpoint key of the query scale `[headDim]`. */
   readonly queryScale: string;
+  /** Checkpoint key of the key scale `[headDim]`. */
   readonly keyScale: string;
+  /** Declares `query_norm.scale` and `key_norm.scale` (ones) of `headDim` under `scope`. */
   constructor(private readonly scope: ParamScope, headDim: number) {
     this.queryScale = scope.sub("query_norm").declare("scale", [headDim], "ones");
     this.keyScale = scope.sub("key_norm").declare("scale", [headDim], "ones");
@@ -126,12 +148,16 @@ export function jointAttention(q: Tensor, k: Tensor, v: Tensor, rope: Rope): Ten
 
 /** The MLP of a double block: `Linear(h → r·h) → GELU(tanh) → Linear(r·h → h)` (keys `0`, `2`). */
 export class Mlp {
+  /** First linear (key `0`): hidden → mlpHidden. */
   readonly fc1: Linear;
+  /** Second linear (key `2`): mlpHidden → hidden. */
   readonly fc2: Linear;
+  /** Declares both linears under `scope`. */
   constructor(scope: ParamScope, hidden: number, mlpHidden: number) {
     this.fc1 = new Linear(scope.sub(0), hidden, mlpHidden);
     this.fc2 = new Linear(scope.sub(2), mlpHidden, hidden);
   }
+  /** `[B, L, hidden]` → `[B, L, hidden]`. */
   forward(x: Tensor): Tensor {
     return this.fc2.forward(gelu(this.fc1.forward(x), "tanh"));
   }
@@ -142,12 +168,22 @@ export class Mlp {
  * QK-norm, and the output projection `proj`.
  */
 export class StreamAttention {
+  /** Separate query projection (`q_proj`), or null when fused. */
   readonly q: Linear | null = null;
+  /** Separate key projection (`k_proj`), or null when fused. */
   readonly k: Linear | null = null;
+  /** Separate value projection (`v_proj`), or null when fused. */
   readonly v: Linear | null = null;
+  /** Fused `qkv` projection (hidden → 3·hidden), or null when separate. */
   readonly qkv: Linear | null = null;
+  /** QK-norm of the heads. */
   readonly norm: QKNorm;
+  /** Output projection `proj`. */
   readonly proj: Linear;
+  /**
+   * Declares the projections (fused `qkv` or separate `q/k/v_proj`, with `bias`), the QK-norm and
+   * `proj` under `scope`.
+   */
   constructor(
     scope: ParamScope,
     private readonly hidden: number,
@@ -176,12 +212,19 @@ export class StreamAttention {
 
 /** `DoubleStreamBlock` (spec §10): separate weights for the image and text streams. */
 export class DoubleStreamBlock {
+  /** Modulation of the image stream (two triples). */
   readonly imgMod: Modulation;
+  /** Attention projections of the image stream. */
   readonly imgAttn: StreamAttention;
+  /** MLP of the image stream. */
   readonly imgMlp: Mlp;
+  /** Modulation of the text stream (two triples). */
   readonly txtMod: Modulation;
+  /** Attention projections of the text stream. */
   readonly txtAttn: StreamAttention;
+  /** MLP of the text stream. */
   readonly txtMlp: Mlp;
+  /** Declares the block's parameters under `scope`. */
   constructor(
     scope: ParamScope,
     hidden: number,
@@ -197,6 +240,10 @@ export class DoubleStreamBlock {
     this.txtAttn = new StreamAttention(scope.sub("txt_attn"), hidden, heads, fused, qkvBias);
     this.txtMlp = new Mlp(scope.sub("txt_mlp"), hidden, mlpHidden);
   }
+  /**
+   * One block: joint attention over text then image tokens, then per-stream MLPs; returns the new
+   * `[img, txt]`.
+   */
   forward(img: Tensor, txt: Tensor, vec: Tensor, rope: Rope): [Tensor, Tensor] {
     const [im1, im2] = this.imgMod.forward(vec) as [ModulationOut, ModulationOut];
     const [tm1, tm2] = this.txtMod.forward(vec) as [ModulationOut, ModulationOut];
@@ -215,13 +262,21 @@ export class DoubleStreamBlock {
 
 /** `SingleStreamBlock` (spec §11) on the joint sequence (text first). */
 export class SingleStreamBlock {
+  /** Separate query projection (`q_proj`), or null when fused. */
   readonly q: Linear | null = null;
+  /** Separate key projection (`k_proj`), or null when fused. */
   readonly k: Linear | null = null;
+  /** Value and MLP-input projection (`v_mlp`, hidden → hidden + mlpHidden), or null when fused. */
   readonly vMlp: Linear | null = null;
+  /** Fused projection (`linear1`, hidden → 3·hidden + mlpHidden), or null when separate. */
   readonly linear1: Linear | null = null;
+  /** Output projection (`linear2`) of the attention and MLP outputs, concatenated. */
   readonly linear2: Linear;
+  /** QK-norm of the heads. */
   readonly norm: QKNorm;
+  /** Modulation (one triple). */
   readonly modulation: Modulation;
+  /** Declares the block's parameters under `scope` (fused `linear1` or separate projections). */
   constructor(
     scope: ParamScope,
     private readonly hidden: number,
@@ -239,6 +294,9 @@ export class SingleStreamBlock {
     this.norm = new QKNorm(scope.sub("norm"), hidden / heads);
     this.modulation = new Modulation(scope.sub("modulation"), hidden, false);
   }
+  /**
+   * One block on the joint sequence `x` `[B, L, hidden]` (text first); returns the new sequence.
+   */
   forward(x: Tensor, vec: Tensor, rope: Rope): Tensor {
     const [m] = this.modulation.forward(vec) as [ModulationOut];
     const u = modulate(x, m);
@@ -264,12 +322,16 @@ export class SingleStreamBlock {
 
 /** `LastLayer` (spec §12): `[shift | scale] = adaLN(SiLU(vec))`, then a linear to the output. */
 export class LastLayer {
+  /** Output projection: hidden → output channels. */
   readonly linear: Linear;
+  /** `adaLN_modulation.1`: hidden → 2·hidden (shift, scale). */
   readonly adaLN: Linear;
+  /** Declares `linear` and `adaLN_modulation.1` under `scope`. */
   constructor(scope: ParamScope, private readonly hidden: number, outChannels: number) {
     this.linear = new Linear(scope.sub("linear"), hidden, outChannels);
     this.adaLN = new Linear(scope.sub("adaLN_modulation").sub(1), hidden, 2 * hidden);
   }
+  /** Modulated norm of `x` `[B, L, hidden]` then the linear: `[B, L, outChannels]`. */
   forward(x: Tensor, vec: Tensor): Tensor {
     const B = vec.shape[0]!;
     const m = reshape(this.adaLN.forward(silu(vec)), [B, 1, 2 * this.hidden]);

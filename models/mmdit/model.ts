@@ -51,19 +51,30 @@ export interface BlockHooks {
 
 /** The MMDiT; see the module doc. */
 export class MMDiT {
+  /** All parameters under their checkpoint keys. */
   readonly params: ParamSet;
+  /** `img_in`: image token projection, inChannels → hidden. */
   readonly imgIn: Linear;
+  /** `time_in`: timestep embedding (256 sinusoidal features) → hidden. */
   readonly timeIn: MLPEmbedder;
+  /** `vector_in`: pooled text vector (vecInDim) → hidden. */
   readonly vectorIn: MLPEmbedder;
+  /** `guidance_in`: distilled-guidance embedding, or null without `guidanceEmbed`. */
   readonly guidanceIn: MLPEmbedder | null;
+  /** `cond_in`: image-condition projection (zero-initialised), or null without `condEmbed`. */
   readonly condIn: Linear | null;
+  /** `txt_in`: text state projection, contextInDim → hidden. */
   readonly txtIn: Linear;
+  /** The double-stream blocks (`double_blocks.i`). */
   readonly doubleBlocks: DoubleStreamBlock[] = [];
+  /** The single-stream blocks (`single_blocks.i`). */
   readonly singleBlocks: SingleStreamBlock[] = [];
+  /** `final_layer`: back to inChannels per token. */
   readonly finalLayer: LastLayer;
   /** Optional hooks around every block (used to stream weights block by block). */
   hooks: BlockHooks = {};
 
+  /** Validates `config` and declares every parameter (allocates nothing). */
   constructor(readonly config: MMDiTConfig, options: MMDiTOptions = {}) {
     validateMMDiTConfig(config);
     const c = config;

@@ -117,7 +117,9 @@ export function aspectRatios(
 
 /** A pixel size. */
 export interface ImageSize {
+  /** Height in pixels. */
   height: number;
+  /** Width in pixels. */
   width: number;
 }
 

@@ -8,6 +8,7 @@ import { Rng, STREAM } from "./rng.ts";
 
 /** One micro-batch: the rows it holds and their bucket. */
 export interface MicroBatch {
+  /** The bucket of every row in the batch. */
   bucket: BucketInfo;
   /** Row indices (CSV data-row numbers), in batch order. */
   indices: number[];
@@ -15,6 +16,7 @@ export interface MicroBatch {
 
 /** The batches of one epoch, in access order. */
 export interface EpochPlan {
+  /** The epoch planned. */
   epoch: number;
   /** All accesses of the epoch (every rank's); rank r of w takes entries k·w + r. */
   microBatches: MicroBatch[];
@@ -114,8 +116,11 @@ export function planEpoch(
  * checkpoint and pass it back to resume with exactly the batches that would have followed.
  */
 export interface Cursor {
+  /** Global seed of the stream. */
   seed: number;
+  /** Current epoch. */
   epoch: number;
+  /** Micro-batch accesses of `epoch` already consumed. */
   position: number;
 }
 

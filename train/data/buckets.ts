@@ -130,8 +130,11 @@ export function closestRatio(height: number, width: number, ratios: Iterable<str
 
 /** A bucket: resolution, frame count and aspect ratio, with its clip shape and batch size. */
 export interface BucketId {
+  /** Resolution name, e.g. `256px`. */
   resolution: string;
+  /** Frame count of the bucket's clips. */
   frames: number;
+  /** Aspect ratio, e.g. `16:9`. */
   ratio: string;
 }
 
@@ -139,8 +142,11 @@ export interface BucketId {
 export interface BucketInfo extends BucketId {
   /** `resolution/frames/ratio`, unique. */
   key: string;
+  /** Clip height in pixels. */
   height: number;
+  /** Clip width in pixels. */
   width: number;
+  /** Samples per micro-batch. */
   batchSize: number;
 }
 
@@ -151,8 +157,11 @@ export function bucketKey(b: BucketId): string {
 
 /** What bucket assignment needs to know about a sample (CSV `num_frames, height, width, fps`). */
 export interface BucketInput {
+  /** Frames of the sample. */
   numFrames: number;
+  /** Height in pixels. */
   height: number;
+  /** Width in pixels. */
   width: number;
   /** NaN when unknown. */
   fps: number;
@@ -160,7 +169,9 @@ export interface BucketInput {
 
 /** Why a sample got no bucket. */
 export interface NoBucket {
+  /** The kind of failure. */
   reason: "wrong-size" | "too-short" | "no-bucket";
+  /** A readable explanation. */
   detail: string;
 }
 
@@ -173,12 +184,17 @@ export class Buckets {
   readonly resolutions: readonly string[];
   /** Total number of buckets (frame keys × aspect ratios, summed over resolutions). */
   readonly numBuckets: number;
+  /** Frame-rate cap: faster clips are subsampled by a frame interval before bucketing. */
   readonly fpsMax: number;
   readonly #pixels = new Map<string, number>();
   readonly #ratios = new Map<string, AspectTable>();
   /** Frame keys per resolution, decreasing, with [prob, batch size]. */
   readonly #frames = new Map<string, [number, BucketProb, number][]>();
 
+  /**
+   * Builds the tables of `config`; `spatialCompression` (default 32) quantises the aspect tables,
+   * `fpsMax` caps the frame rate (default 24).
+   */
   constructor(
     readonly config: BucketConfig,
     opts: { spatialCompression?: number; fpsMax?: number } = {},

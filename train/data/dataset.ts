@@ -68,21 +68,31 @@ export const SKIP_REASONS: readonly SkipReason[] = [
 
 /** A row ready for training: its media exists and its metadata is complete. */
 export interface DatasetRow {
+  /** 0-based data-row number: keys the row's random streams. */
   index: number;
+  /** 1-based line of the row in the CSV. */
   line: number;
+  /** Media path, resolved against the CSV's folder. */
   path: string;
+  /** The `path` cell as written. */
   rawPath: string;
   /** The CSV caption. */
   text: string;
   /** The training caption: text + FPS / motion-score suffix (`data.md` §3). */
   caption: string;
+  /** Frame count of the media. */
   numFrames: number;
+  /** Height in pixels. */
   height: number;
+  /** Width in pixels. */
   width: number;
   /** NaN when unknown. */
   fps: number;
+  /** Motion score of the clip (the CSV `score_vmafmotion`), when given. */
   motionScore?: number;
+  /** The CSV `neg` cell (negative prompt), passed through. */
   neg?: string;
+  /** Whether the media is a still image. */
   isImage: boolean;
   /** Whether some metadata came from ffprobe. */
   probed: boolean;
@@ -90,11 +100,17 @@ export interface DatasetRow {
 
 /** The verdict on one CSV row. */
 export interface RowStatus {
+  /** 1-based line of the row in the CSV. */
   line: number;
+  /** 0-based data-row number, when the row was parsed. */
   index?: number;
+  /** The media path, when known. */
   path?: string;
+  /** Whether the row is used. */
   used: boolean;
+  /** Why the row is not used. */
   reason?: SkipReason;
+  /** Details of the problem. */
   detail?: string;
   /** The bucket of the report epoch, for used rows. */
   bucket?: BucketInfo;
@@ -102,7 +118,9 @@ export interface RowStatus {
 
 /** Per-bucket counts of the report epoch. */
 export interface BucketCount {
+  /** The bucket. */
   bucket: BucketInfo;
+  /** Samples assigned to it. */
   samples: number;
   /** Micro-batches formed (after drop_last). */
   batches: number;
@@ -110,8 +128,11 @@ export interface BucketCount {
 
 /** What {@linkcode openDataset} found. */
 export interface DatasetReport {
+  /** Path of the CSV. */
   csvPath: string;
+  /** Columns of the CSV header. */
   columns: string[];
+  /** Header columns Kino does not know (ignored). */
   unknownColumns: string[];
   /** Data records in the CSV. */
   records: number;
@@ -119,12 +140,15 @@ export interface DatasetReport {
   rows: RowStatus[];
   /** Rows used in the report epoch. */
   used: number;
+  /** Rows skipped, per reason. */
   counts: Partial<Record<SkipReason, number>>;
   /** The epoch the bucket verdicts are for (assignment is random per epoch). */
   epoch: number;
+  /** Per-bucket counts of the report epoch. */
   buckets: BucketCount[];
   /** Micro-batches of the report epoch (all ranks). */
   batches: number;
+  /** Remarks about the data (reported once). */
   warnings: string[];
 }
 
@@ -148,8 +172,9 @@ export interface OpenDatasetOptions {
   countFrames?: boolean;
   /** Parallel ffprobe/ffmpeg processes (default 4). */
   concurrency?: number;
-  /** Data-parallel world size and this process's rank (default 1, 0). */
+  /** Data-parallel world size (default 1). */
   worldSize?: number;
+  /** This process's rank, in [0, worldSize) (default 0). */
   rank?: number;
   /** Drop incomplete batches (default true, as in training). */
   dropLast?: boolean;
@@ -165,8 +190,11 @@ export interface OpenDatasetOptions {
 export interface Batch {
   /** [B, 3, T, H, W] float32 in [-1, 1] (NCTHW per sample). */
   video: Float32Array;
+  /** `[B, 3, T, H, W]`. */
   shape: [number, number, number, number, number];
+  /** Training captions of the clips. */
   captions: string[];
+  /** Where the batch came from. */
   meta: {
     epoch: number;
     /** Position of this micro-batch access in the epoch (steps · world size). */
@@ -408,11 +436,17 @@ export class Dataset {
   rows: DatasetRow[];
   /** What opening found (set by {@linkcode openDataset}). */
   report!: DatasetReport;
+  /** Global seed. */
   readonly seed: number;
+  /** Frame-rate cap. */
   readonly fpsMax: number;
+  /** Data-parallel world size. */
   readonly worldSize: number;
+  /** This process's rank. */
   readonly rank: number;
+  /** Whether incomplete batches are dropped. */
   readonly dropLast: boolean;
+  /** Parallel ffprobe/ffmpeg processes. */
   readonly concurrency: number;
   /** Samples that failed to load so far (each also logged). */
   readonly loadFailures: { epoch: number; index: number; reason: SkipReason; detail: string }[] =
@@ -421,6 +455,10 @@ export class Dataset {
   #plan: EpochPlan | null = null;
   #byIndex: { rows: DatasetRow[]; map: Map<number, DatasetRow> } | null = null;
 
+  /**
+   * A dataset of `rows` read from `csvPath`, bucketed by `buckets`; use {@linkcode openDataset} to
+   * build one.
+   */
   constructor(
     readonly csvPath: string,
     rows: DatasetRow[],
