@@ -62,6 +62,8 @@ Files
                            with a kino.json; default: the small model shipped with Kino
   --dtype T                weight storage bf16 (default), f16 or f32
   --stream-weights         keep MMDiT weights in host memory, upload block by block
+  --embeddings FILE        precomputed text embeddings (TextConditioner.saveEmbeddings; prompt
+                           text with its suffixes); the text encoders are then optional
 Other
   --dry-run                print the plan and the memory it needs, then exit
   --gpu-memory GB          GPU memory to plan for (default: half the RAM on a CPU adapter, else 16)
@@ -275,6 +277,7 @@ async function main(argv: string[]): Promise<number> {
         "ckpt-dir": { type: "string" },
         dtype: { type: "string", default: "bf16" },
         "stream-weights": { type: "boolean" },
+        embeddings: { type: "string" },
         "dry-run": { type: "boolean" },
         "gpu-memory": { type: "string" },
         quiet: { type: "boolean" },
@@ -355,7 +358,7 @@ async function main(argv: string[]): Promise<number> {
         );
       }
     }
-    const info = await inspectBundle(ckpt);
+    const info = await inspectBundle(ckpt, { textEncoders: !values.embeddings });
     const s = resolveSettings(
       info,
       { ...DEFAULT_SETTINGS, ...info.manifest.defaults, ...clean } as GenerationSettings,
@@ -383,6 +386,7 @@ async function main(argv: string[]): Promise<number> {
     const bundle = await loadBundle(ckpt, {
       dtype: currentDtype,
       streamWeights: values["stream-weights"],
+      embeddings: values.embeddings,
     });
     const loadS = (performance.now() - t0) / 1000;
     let bar: ProgressBar | null = null;

@@ -172,7 +172,10 @@ async function exists(p: string): Promise<boolean> {
 }
 
 /** Reads a bundle's manifest (`kino.json`, or the release layout) and checks its files exist. */
-export async function inspectBundle(dir: string): Promise<BundleInfo> {
+export async function inspectBundle(
+  dir: string,
+  options: { textEncoders?: boolean } = {},
+): Promise<BundleInfo> {
   if (!(await exists(dir))) {
     throw new BundleError(
       `checkpoint folder ${dir} does not exist; pass --ckpt-dir with the weights`,
@@ -191,7 +194,9 @@ export async function inspectBundle(dir: string): Promise<BundleInfo> {
     }
   }
   const missing: string[] = [];
-  for (const p of [manifest.mmdit.weights, manifest.dc_ae.weights, manifest.t5, manifest.clip]) {
+  const needed = [manifest.mmdit.weights, manifest.dc_ae.weights];
+  if (options.textEncoders ?? true) needed.push(manifest.t5, manifest.clip);
+  for (const p of needed) {
     if (!(await exists(join(dir, p)))) missing.push(p);
   }
   if (missing.length) {
@@ -244,11 +249,16 @@ export interface LoadOptions {
   dtype?: DType;
   /** Stream the MMDiT's weights block by block from host memory; default false. */
   streamWeights?: boolean;
+  /**
+   * Precomputed text embeddings (a file from `TextConditioner.saveEmbeddings`), used before the
+   * encoders; when the bundle has no text encoder folders, only these prompts can be generated.
+   */
+  embeddings?: string;
 }
 
 /** Loads every model of a bundle (strict: a checkpoint of another model is refused). */
 export async function loadBundle(dir: string, options: LoadOptions = {}): Promise<Bundle> {
-  const info = await inspectBundle(dir);
+  const info = await inspectBundle(dir, { textEncoders: !options.embeddings });
   const storage = options.dtype ?? "bf16";
   const m = info.manifest;
   const mmdit = new MMDiT(info.dit, { storage });
@@ -258,11 +268,15 @@ export async function loadBundle(dir: string, options: LoadOptions = {}): Promis
   } else await mmdit.params.load(ditFile);
   const dcAe = new DcAe(info.ae, { storage });
   await dcAe.params.load(join(dir, m.dc_ae.weights));
-  const text = await TextConditioner.fromFolders(join(dir, m.t5), join(dir, m.clip), {
-    t5MaxLength: m.t5_max_length,
-    clipMaxLength: m.clip_max_length,
-    storage: storage === "f32" ? "f32" : "auto",
-  });
+  const haveText = await exists(join(dir, m.t5)) && await exists(join(dir, m.clip));
+  const text = haveText
+    ? await TextConditioner.fromFolders(join(dir, m.t5), join(dir, m.clip), {
+      t5MaxLength: m.t5_max_length,
+      clipMaxLength: m.clip_max_length,
+      storage: storage === "f32" ? "f32" : "auto",
+      embeddings: options.embeddings,
+    })
+    : await TextConditioner.fromEmbeddings(options.embeddings!);
   return {
     ...info,
     mmdit,

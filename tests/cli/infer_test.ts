@@ -10,6 +10,7 @@ import { fixtureTest } from "../_gpu.ts";
 import { readVideo } from "../../io/video.ts";
 import { loadSafetensors, saveSafetensors } from "../../engine/safetensors.ts";
 import { writeTinyBundle } from "./_bundle.ts";
+import { TextConditioner } from "../../models/text/conditioner.ts";
 
 const CLI = new URL("../../cli/infer.ts", import.meta.url).pathname;
 
@@ -103,6 +104,53 @@ fixtureTest(
           await exists(join(pngDir, "settings.json")),
         `png run exited ${r4.code}`,
         r4.out,
+      );
+
+      // cached text embeddings: a bundle without text encoders generates the same video
+      const emb = join(tmp, "emb.safetensors");
+      {
+        const cond = await TextConditioner.fromFolders(join(ck, "t5"), join(ck, "clip"), {
+          t5MaxLength: 12,
+          clipMaxLength: 16,
+        });
+        await cond.saveEmbeddings(emb, ["a red circle moving right. 8 FPS. 4 motion score.", ""]);
+        cond.dispose();
+      }
+      const noText = join(tmp, "notext");
+      await writeTinyBundle(fx, noText);
+      await Deno.remove(join(noText, "t5"), { recursive: true });
+      await Deno.remove(join(noText, "clip"), { recursive: true });
+      const e = join(tmp, "out", "e.mp4");
+      const r7 = await infer([
+        "--ckpt-dir",
+        noText,
+        "--embeddings",
+        emb,
+        ...base.slice(2),
+        "--output",
+        e,
+      ]);
+      expect(r7.code === 0, `embeddings run exited ${r7.code}`, r7.out);
+      const fe = await Deno.readFile(e);
+      expect(
+        fe.length === fa.length && fe.every((x, i) => x === fa[i]),
+        "embeddings gave another video",
+        r7.out,
+      );
+      const r8 = await infer([
+        "--ckpt-dir",
+        noText,
+        "--embeddings",
+        emb,
+        "--prompt",
+        "unseen",
+        "--output",
+        join(tmp, "bad", "y.mp4"),
+      ]);
+      expect(
+        r8.code === 1 && /not in .*emb\.safetensors/.test(r8.out),
+        "unknown prompt without encoders",
+        r8.out,
       );
 
       // dry run with the real presets (no weights there)
