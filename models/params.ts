@@ -18,7 +18,12 @@ import { keep, type Tensor } from "../engine/tensor.ts";
 import { SafeTensorsFile } from "../engine/safetensors.ts";
 
 /** How a parameter is initialised when no checkpoint provides it. */
-export type Init = "zeros" | "ones" | { uniform: number } | "fan_in";
+export type Init =
+  | "zeros"
+  | "ones"
+  | { uniform: number }
+  | { truncNormal: number }
+  | "fan_in";
 
 /** One declared parameter. */
 export interface ParamSpec {
@@ -66,6 +71,14 @@ export class ParamSet {
     if (this.specs.has(name)) throw new Error(`parameter ${name} is declared twice`);
     this.specs.set(name, { name, shape: [...shape], init });
     return name;
+  }
+
+  /**
+   * Changes how declared parameters are initialised (e.g. a model's from-scratch recipe):
+   * `rule` returns the new {@linkcode Init} of a declaration, or undefined to keep it.
+   */
+  reinit(rule: (spec: ParamSpec) => Init | undefined): void {
+    for (const spec of this.specs.values()) spec.init = rule(spec) ?? spec.init;
   }
 
   /** All declarations in declaration order. */
@@ -122,9 +135,19 @@ export class ParamSet {
       const data = new Float32Array(n);
       const init = spec.init;
       if (init === "ones") data.fill(1);
-      else if (init !== "zeros") {
+      else if (typeof init === "object" && "truncNormal" in init) {
+        // N(0, std²) truncated to [-2, 2] (PyTorch's trunc_normal_ defaults), by Box-Muller
+        for (let i = 0; i < n; i++) {
+          let v: number;
+          do {
+            v = init.truncNormal * Math.sqrt(-2 * Math.log(1 - next())) *
+              Math.cos(2 * Math.PI * next());
+          } while (v < -2 || v > 2);
+          data[i] = v;
+        }
+      } else if (init !== "zeros") {
         const a = typeof init === "object"
-          ? init.uniform
+          ? (init as { uniform: number }).uniform
           : Math.sqrt(3 / Math.max(1, n / (spec.shape[0] ?? 1)));
         for (let i = 0; i < n; i++) data[i] = (2 * next() - 1) * a;
       }

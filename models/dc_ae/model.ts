@@ -290,6 +290,9 @@ export class DcAe {
     const root = this.params.root;
     this.encoder = new Encoder(this.config, root.sub("encoder"));
     this.decoder = new Decoder(this.config, root.sub("decoder"));
+    // from-scratch initialisation as the reference's init_modules (spec dc-ae.md §14): every
+    // conv weight and every RMSNorm weight ~ truncated normal, std 0.02; every bias 0
+    this.params.reinit((p) => (p.name.endsWith(".bias") ? "zeros" : { truncNormal: 0.02 }));
   }
 
   /** Spatial down-sampling factor 2^(n−1) (32 for `f32t4c128`). */

@@ -92,3 +92,31 @@ gpuTest("ParamSet.initialize() is deterministic and honours the init kinds", asy
   a.dispose();
   b.dispose();
 });
+
+gpuTest(
+  "truncated-normal init has its std, and the DC-AE's from-scratch rule (spec §14)",
+  async () => {
+    const ps = new ParamSet();
+    ps.declare("w", [4000, 5], { truncNormal: 0.02 });
+    ps.declare("b", [7], "ones");
+    ps.reinit((s) => (s.name === "b" ? "zeros" : undefined));
+    ps.initialize(11);
+    const w = await read(ps.get("w"));
+    const mean = w.reduce((a, v) => a + v, 0) / w.length;
+    const std = Math.sqrt(w.reduce((a, v) => a + (v - mean) ** 2, 0) / w.length);
+    if (!(Math.abs(mean) < 1e-3 && Math.abs(std - 0.02) < 1e-3)) {
+      throw new Error(`mean ${mean}, std ${std}`);
+    }
+    assertClose(await read(ps.get("b")), new Float32Array(7), { atol: 0, rtol: 0 });
+    ps.dispose();
+    // the DC-AE declares every conv/norm weight trunc-normal(0.02) and every bias zeros
+    const { DcAe } = await import("../../models/dc_ae/model.ts");
+    const { dcAePreset } = await import("../../models/dc_ae/config.ts");
+    const ae = new DcAe(dcAePreset("tiny"));
+    for (const s of ae.params.list()) {
+      const want = s.name.endsWith(".bias") ? "zeros" : JSON.stringify({ truncNormal: 0.02 });
+      const got = typeof s.init === "string" ? s.init : JSON.stringify(s.init);
+      if (got !== want) throw new Error(`${s.name}: init ${got}, expected ${want}`);
+    }
+  },
+);

@@ -3,8 +3,8 @@
  * synthetic 64x64 clips (`train/synthetic`), loaded at 32x32 x 8 frames to keep steps short:
  * - crops: `cropHost` against a direct index formula at odd sizes; windows are a pure function
  *   of (seed, step); the reconstructable-shape rule;
- * - overfitting a fixed 2-clip batch with the `small` preset: the loss falls below 35 % of its
- *   start and PSNR rises by > 4 dB in 20 steps; the f32 export loads into a fresh `DcAe` and
+ * - overfitting a fixed 2-clip batch with the `small` preset (the reference's from-scratch
+ *   init): the loss falls below 70 % of its start and PSNR rises by > 3 dB in 20 steps; the f32 export loads into a fresh `DcAe` and
  *   reproduces the trained model's reconstruction bit for bit (f16 within 2e-3);
  * - 2 steps + save + resume into a fresh model (other init) + 2 steps == 4 straight steps, bit
  *   for bit (losses and weights), with random 16x16 crops (host crop in one run, tensor slice in
@@ -157,8 +157,10 @@ gpuTest(
         `${before.psnr.toFixed(2)} -> ${after.psnr.toFixed(2)} dB, ` +
         `${last!.seconds.toFixed(2)} s/step (2 x 8 x 32x32)`,
     );
-    assert(after.loss < 0.35 * before.loss, `loss ${before.loss} -> ${after.loss}`);
-    assert(after.psnr > before.psnr + 4, `PSNR ${before.psnr} -> ${after.psnr}`);
+    // with the reference's from-scratch init (outputs start near 0): measured 0.353 -> 0.208 and
+    // 13.3 -> 17.6 dB in 20 steps
+    assert(after.loss < 0.7 * before.loss, `loss ${before.loss} -> ${after.loss}`);
+    assert(after.psnr > before.psnr + 3, `PSNR ${before.psnr} -> ${after.psnr}`);
     assertEquals(last!.step, 20);
     assertEquals([last!.frames, last!.height, last!.width, last!.samples], [8, 32, 32, 2]);
     assertEquals(last!.lr, 1e-3);
