@@ -14,7 +14,7 @@
  * @module
  */
 import type { DType } from "../../engine/dtype.ts";
-import { type Tensor } from "../../engine/tensor.ts";
+import { keep, releaseAtScopeEnd, type Tensor } from "../../engine/tensor.ts";
 import { add } from "../../engine/ops/elementwise.ts";
 import { concat, split } from "../../engine/ops/concat.ts";
 import { timestepEmbedding } from "../../engine/ops/embedding.ts";
@@ -116,8 +116,32 @@ export class MMDiT {
     return this.config.inChannels + this.config.patchSize ** 2;
   }
 
-  /** RoPE tables for the joint sequence (text ids first, then image ids). */
+  /** The tables of the last forward's ids (the sampler passes the same ids at every step). */
+  #ropeCache: { txt: Float32Array; img: Float32Array; key: string; rope: Rope } | null = null;
+
+  /**
+   * RoPE tables for the joint sequence (text ids first, then image ids). Cached while the same
+   * id arrays come back (every step of a sampling loop; callers must not mutate an id array
+   * they passed before); a replaced entry is released when the enclosing scope ends, so graphs
+   * recorded before still read it.
+   */
   rope(txtIds: Float32Array, imgIds: Float32Array, B: number, Lt: number, N: number): Rope {
+    const key = `${B}/${Lt}/${N}`;
+    const c = this.#ropeCache;
+    if (c && c.txt === txtIds && c.img === imgIds && c.key === key) return c.rope;
+    const rope = this.#ropeTables(txtIds, imgIds, B, Lt, N);
+    const tensors = rope.kind === "half" ? [rope.cos, rope.sin] : [rope.pe];
+    for (const t of tensors) keep(t);
+    if (c) {
+      for (const t of c.rope.kind === "half" ? [c.rope.cos, c.rope.sin] : [c.rope.pe]) {
+        releaseAtScopeEnd(t);
+      }
+    }
+    this.#ropeCache = { txt: txtIds, img: imgIds, key, rope };
+    return rope;
+  }
+
+  #ropeTables(txtIds: Float32Array, imgIds: Float32Array, B: number, Lt: number, N: number): Rope {
     const ids = new Float32Array(B * (Lt + N) * 3);
     for (let b = 0; b < B; b++) {
       ids.set(txtIds.subarray(b * Lt * 3, (b + 1) * Lt * 3), b * (Lt + N) * 3);
