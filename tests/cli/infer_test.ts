@@ -10,20 +10,10 @@ import { fixtureTest } from "../_gpu.ts";
 import { readVideo } from "../../io/video.ts";
 import { loadSafetensors, saveSafetensors } from "../../engine/safetensors.ts";
 import { writeTinyBundle } from "./_bundle.ts";
+import { expect, runCli } from "../_cli.ts";
 import { TextConditioner } from "../../models/text/conditioner.ts";
 
-const CLI = new URL("../../cli/infer.ts", import.meta.url).pathname;
-
-async function infer(args: string[]): Promise<{ code: number; out: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout) + dec.decode(r.stderr) };
-}
+const infer = (args: string[]) => runCli("infer.ts", args);
 
 async function exists(p: string): Promise<boolean> {
   try {
@@ -32,10 +22,6 @@ async function exists(p: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-function expect(cond: boolean, msg: string, out: string): void {
-  if (!cond) throw new Error(`${msg}\n--- output ---\n${out}`);
 }
 
 fixtureTest(

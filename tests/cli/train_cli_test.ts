@@ -18,23 +18,7 @@ import { readVideo } from "../../io/video.ts";
 import { CSV_COLUMNS } from "../../train/metrics.ts";
 import { writeTinyBundle } from "./_bundle.ts";
 import { FFMPEG, writeMp4 } from "../train/_synthetic.ts";
-
-const root = (p: string) => new URL(`../../cli/${p}`, import.meta.url).pathname;
-
-async function run(cli: string, args: string[]): Promise<{ code: number; out: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", root(cli), ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout) + dec.decode(r.stderr) };
-}
-
-function expect(cond: boolean, msg: string, out = ""): void {
-  if (!cond) throw new Error(`${msg}${out ? `\n--- output ---\n${out}` : ""}`);
-}
+import { expect, runCli as run } from "../_cli.ts";
 
 async function exists(p: string): Promise<boolean> {
   try {
@@ -193,7 +177,7 @@ fixtureTest(
         args: [
           "run",
           "-A",
-          root("train.ts"),
+          new URL("../../cli/train.ts", import.meta.url).pathname,
           ...base,
           "--output-dir",
           S,

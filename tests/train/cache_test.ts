@@ -26,23 +26,9 @@ import { CachedDataset } from "../../train/cached_dataset.ts";
 import { cursorFromJSON, cursorToJSON, openDataset } from "../../train/data/mod.ts";
 import { writeTinyBundle } from "../cli/_bundle.ts";
 import { FFMPEG, writeGarbage, writeMp4 } from "./_synthetic.ts";
+import { expect, runCli } from "../_cli.ts";
 
-const CLI = new URL("../../cli/cache.ts", import.meta.url).pathname;
-
-async function run(args: string[]): Promise<{ code: number; out: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout) + dec.decode(r.stderr) };
-}
-
-function expect(cond: boolean, msg: string, out = ""): void {
-  if (!cond) throw new Error(`${msg}${out ? `\n--- output ---\n${out}` : ""}`);
-}
+const run = (args: string[]) => runCli("cache.ts", args);
 
 /** Four good clips (two 64x128, two 64x64; 8 frames at 8 fps), one missing, one corrupt. */
 async function writeTinyData(dir: string): Promise<{ csv: string; buckets: string }> {
