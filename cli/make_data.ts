@@ -19,6 +19,7 @@ Output (in --out):
                       (paths relative to the CSV's folder)
   heldout.csv         name,text,colour,shape,direction: prompts of held-out combinations
   meta.json           generator settings, attribute lists, palette, held-out combinations
+  buckets.json        bucket config keeping every clip whole (deno task cache --buckets)
 
 Options:
   --out DIR           output folder (default data/synthetic)

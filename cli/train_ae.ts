@@ -20,6 +20,7 @@ import { DatasetError } from "../train/data/dataset.ts";
 import { type Cursor, cursorFromJSON } from "../train/data/batches.ts";
 import {
   aeCheckpointConfig,
+  aeCheckpointSeed,
   AeMetricsWriter,
   AeTrainer,
   type ExportDType,
@@ -56,7 +57,8 @@ Training:
   --max-steps N          train until N steps in total, counting resumed ones (default 1000)
   --lr X                 learning rate (default 5e-5)
   --l1 X                 weight of an L1 term added to the MSE (default 0)
-  --seed N               seed of the initialisation, clip order and crops (default 42)
+  --seed N               seed of the initialisation, clip order and crops (default 42; when
+                         resuming, the checkpoint's)
   --resume SPEC          "latest" (newest checkpoint of --output-dir; a fresh start when there
                          is none) or a checkpoint folder; the model config comes from the
                          checkpoint unless --preset/--config is given
@@ -205,6 +207,19 @@ async function main(): Promise<number> {
 
   // ---- model configuration (checked before any slow work)
   const resumeDir = values.resume ? await resolveResume(values.resume, a.out) : null;
+  if (resumeDir) {
+    // the data order and crops continue only with the checkpoint's seed: take it when --seed is
+    // not given, refuse a different one before any slow work (preloading can take minutes)
+    const saved = await aeCheckpointSeed(resumeDir);
+    if (saved !== null && values.seed === undefined) a.seed = saved;
+    else if (saved !== null && saved !== a.seed) {
+      err(
+        `train-ae: ${resumeDir} was trained with --seed ${saved}, not ${a.seed}; resume with ` +
+          `--seed ${saved} (or leave --seed out)`,
+      );
+      return 2;
+    }
+  }
   let config: DcAeConfig;
   try {
     if (values.config) config = await configFromFile(values.config);

@@ -767,6 +767,14 @@ export async function aeCheckpointConfig(dir: string): Promise<DcAeConfig | null
   return st?.options?.kind === "dc-ae" ? st.modelConfig : null;
 }
 
+/** The seed a train-ae checkpoint was trained with (its data order and crops), or null. */
+export async function aeCheckpointSeed(dir: string): Promise<number | null> {
+  const st = (await checkpointState(dir)) as unknown as AeTrainerState | null;
+  return st?.options?.kind === "dc-ae" && typeof st.options.seed === "number"
+    ? st.options.seed
+    : null;
+}
+
 /**
  * Writes a DC-AE's weights as a plain safetensors file under the checkpoint keys
  * (`encoder.…`, `decoder.…`), in f32, f16 or bf16, with the model configuration in the

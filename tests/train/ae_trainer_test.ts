@@ -296,12 +296,20 @@ gpuTest(
     ae.params.dispose();
     assert(/PSNR/.test(r.err), "progress line with PSNR");
 
-    // resume the run, interrupt it once it has taken a step: it saves and exits 130
+    // resume with another seed: refused before any data is read (the order would not continue)
+    const other = await cli([
+      ...["--csv", csv, "--output-dir", out, "--size", "32", "--batch-size", "2"],
+      ...["--max-steps", "6", "--seed", "4", "--resume", "latest"],
+    ]);
+    assertEquals(other.code, 2, other.err);
+    assert(/trained with --seed 3, not 4/.test(other.err), other.err);
+    // resume the run (no --seed: the checkpoint's), interrupt it once it has taken a step: it
+    // saves and exits 130
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         ...["run", "-A", new URL("../../cli/train_ae.ts", import.meta.url).pathname],
         ...["--csv", csv, "--output-dir", out, "--size", "32", "--batch-size", "2"],
-        ...["--max-steps", "1000", "--lr", "1e-3", "--seed", "3", "--resume", "latest"],
+        ...["--max-steps", "1000", "--lr", "1e-3", "--resume", "latest"],
         ...["--keep-last", "1", "--export", exp, "--quiet"],
       ],
       env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp", NO_COLOR: "1" },

@@ -423,6 +423,9 @@ ffTest("make-data: writes 12 clips whose CSV, files and captions agree", async (
       "fps",
     ]);
     const meta = JSON.parse(await Deno.readTextFile(`${dir}/meta.json`));
+    assertEquals(JSON.parse(await Deno.readTextFile(`${dir}/buckets.json`)), {
+      "64px": { "12": [1, 16] },
+    });
     const held = new Set((meta.heldoutCombos as Combo[]).map(comboKey));
     assertEquals(held.size, 12);
     const heldRows = await readHeldoutPrompts(`${dir}/heldout.csv`);
@@ -443,6 +446,8 @@ ffTest("make-data: writes 12 clips whose CSV, files and captions agree", async (
       assertEquals([row.num_frames, row.height, row.width, row.fps], ["12", "64", "64", "8"]);
       const p = parsePrompt(row.text!);
       assert(p, `caption '${row.text}' does not parse`);
+      // ends with "." so that the training caption matches the inference prompt's "TEXT. 8 FPS."
+      assert(row.text!.endsWith(".") && !row.text!.endsWith(".."), `caption '${row.text}'`);
       assert(!held.has(comboKey(p)), `train.csv uses held-out ${comboKey(p)}`);
       // ffprobe (size, rate) and ffmpeg (frames) read the declared geometry
       const v = await readVideo(`${dir}/${row.path}`);

@@ -63,12 +63,26 @@ export interface DatasetOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
+/**
+ * The bucket config that keeps every clip of the dataset whole: one resolution of the clips'
+ * area (`"{n}px"`, n² = w·h), all their frames, probability 1, batch 16.
+ */
+export function syntheticBuckets(
+  width: number,
+  height: number,
+  frames: number,
+): Record<string, Record<string, [number, number]>> {
+  return { [`${Math.round(Math.sqrt(width * height))}px`]: { [String(frames)]: [1.0, 16] } };
+}
+
 /** What {@linkcode writeDataset} wrote. */
 export interface DatasetSummary {
   dir: string;
   trainCsv: string;
   heldoutCsv: string;
   metaJson: string;
+  /** `buckets.json`: the bucket config for `deno task cache --buckets` (clips kept whole). */
+  bucketsJson: string;
   clips: number;
   heldout: Combo[];
   heldoutPrompts: number;
@@ -241,7 +255,9 @@ export async function writeDataset(
       const i = next++;
       const { rng, attrs } = trainClip(i, seed, train);
       const scene = sampleScene(rng, geometry, attrs);
-      const text = makeCaption(scene, rng);
+      // Ends with "." so that the training caption ("... . 8 FPS.", data.md §3) reads like the
+      // inference prompt (addFpsInfo ends the text with "." before " 8 FPS.").
+      const text = `${makeCaption(scene, rng)}.`;
       const rel = `videos/${String(i).padStart(digits, "0")}.mp4`;
       const clip = packFrames(renderScene(scene, geometry));
       await writeVideo(`${dir}/${rel}`, clip, { t: frames, h: height, w: width, fps, crf });
@@ -255,6 +271,7 @@ export async function writeDataset(
   const trainCsv = `${dir}/train.csv`;
   const heldoutCsv = `${dir}/heldout.csv`;
   const metaJson = `${dir}/meta.json`;
+  const bucketsJson = `${dir}/buckets.json`;
   await writeAtomicText(trainCsv, toCsv(TRAIN_COLUMNS, rows));
   await writeAtomicText(
     heldoutCsv,
@@ -285,11 +302,16 @@ export async function writeDataset(
     trainCombos: train.length,
   };
   await writeAtomicText(metaJson, JSON.stringify(meta, null, 2) + "\n");
+  await writeAtomicText(
+    bucketsJson,
+    JSON.stringify(syntheticBuckets(width, height, frames)) + "\n",
+  );
   return {
     dir,
     trainCsv,
     heldoutCsv,
     metaJson,
+    bucketsJson,
     clips: count,
     heldout,
     heldoutPrompts: prompts.length,
