@@ -57,6 +57,8 @@ Training:
   --max-steps N          train until N steps in total, counting resumed ones (default 1000)
   --lr X                 learning rate (default 5e-5)
   --l1 X                 weight of an L1 term added to the MSE (default 0)
+  --fg-weight X          extra weight of foreground pixels in the loss (default 0): pixels whose
+                         colour is far from their frame's mean colour weigh 1 + X
   --seed N               seed of the initialisation, clip order and crops (default 42; when
                          resuming, the checkpoint's)
   --resume SPEC          "latest" (newest checkpoint of --output-dir; a fresh start when there
@@ -133,6 +135,7 @@ async function main(): Promise<number> {
         "crop-frames": { type: "string" },
         "crop-size": { type: "string" },
         preload: { type: "boolean" },
+        "fg-weight": { type: "string" },
         "batch-size": { type: "string" },
         "max-steps": { type: "string" },
         lr: { type: "string" },
@@ -186,6 +189,7 @@ async function main(): Promise<number> {
       maxSteps: int("max-steps", values["max-steps"], 1, 1000),
       lr: num("lr", values.lr, 0, 5e-5, true),
       l1: num("l1", values.l1, 0, 0),
+      fgWeight: num("fg-weight", values["fg-weight"], 0, 0),
       seed: int("seed", values.seed, 0, 42),
       ckptEvery: int("ckpt-every", values["ckpt-every"], 1, 500),
       keepLast: int("keep-last", values["keep-last"], 1, 3),
@@ -310,7 +314,13 @@ async function main(): Promise<number> {
       ...(a.cropSize !== undefined ? { size: a.cropSize } : {}),
     }
     : null;
-  const trainer = new AeTrainer(ae, { lr: a.lr, l1: a.l1, crop, seed: a.seed });
+  const trainer = new AeTrainer(ae, {
+    lr: a.lr,
+    l1: a.l1,
+    fgWeight: a.fgWeight,
+    crop,
+    seed: a.seed,
+  });
   let cursor: Cursor | null = null;
   if (resumeDir) {
     const info = await trainer.resume(resumeDir);

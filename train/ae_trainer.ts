@@ -7,6 +7,7 @@
  * x = crop(video, window drawn from stream (seed, step))      # optional random crop
  * y = decode(encode(x))                                       # whole tensors, no tiling
  * loss = mean((y − x)²) + l1 · mean(|y − x|)                  # l1 = 0 by default
+ *        (both terms weighted per pixel by 1 + fgWeight on foreground pixels when fgWeight > 0)
  * backward(loss); AdamW (lr 5e-5, β (0.9, 0.98), eps 1e-8, wd 0, global grad-norm clip 1.0)
  * read back [loss, mse, l1, per-sample MSE of clamp(y, −1, 1), grad norm] together   # one wait
  * ```
@@ -35,9 +36,9 @@ import { runtime } from "../engine/runtime.ts";
 import { saveSafetensors, type TensorToWrite } from "../engine/safetensors.ts";
 import { fmtShape } from "../engine/shape.ts";
 import { noGrad, type Tensor, tidy } from "../engine/tensor.ts";
-import { abs, add, clamp, mul, square, sub } from "../engine/ops/elementwise.ts";
+import { abs, add, clamp, gt, mul, square, sub } from "../engine/ops/elementwise.ts";
 import { contiguous, readAll, slice } from "../engine/ops/movement.ts";
-import { mean } from "../engine/ops/reduce.ts";
+import { mean, sum } from "../engine/ops/reduce.ts";
 import type { DcAeConfig } from "../models/dc_ae/config.ts";
 import type { DcAe } from "../models/dc_ae/model.ts";
 import type { MMDiTConfig } from "../models/mmdit/config.ts";
@@ -95,6 +96,13 @@ export interface AeTrainerOptions {
   maxGradNorm?: number | null;
   /** Weight of the L1 term added to the MSE; default 0 (MSE only). */
   l1?: number;
+  /**
+   * Extra weight of foreground pixels in both loss terms; default 0 (every pixel weighs 1). A
+   * pixel is foreground when its colour differs from its frame's mean colour by more than
+   * {@linkcode FG_THRESHOLD} (sum over RGB of |x − mean|, x in [−1, 1]); it then weighs
+   * 1 + fgWeight. Useful when small objects on plain backgrounds carry what matters.
+   */
+  fgWeight?: number;
   /** Random crop of each batch (window drawn per step from the seeded stream); default none. */
   crop?: AeCrop | null;
   /** Seed of the crop stream; default 0. */
@@ -119,6 +127,8 @@ export interface ResolvedAeTrainerOptions {
   maxGradNorm: number | null;
   /** Weight of the L1 term added to the MSE. */
   l1: number;
+  /** Extra weight of foreground pixels (0: none). Absent in checkpoints of older runs. */
+  fgWeight?: number;
   /** Random crop of each batch, or null for none. */
   crop: AeCrop | null;
   /** Seed of the crop stream. */
@@ -142,11 +152,15 @@ function resolveOptions(o: AeTrainerOptions): ResolvedAeTrainerOptions {
     weightDecay: o.weightDecay ?? 0,
     maxGradNorm: o.maxGradNorm === undefined ? 1.0 : o.maxGradNorm,
     l1: o.l1 ?? 0,
+    ...(o.fgWeight ? { fgWeight: o.fgWeight } : {}),
     crop: o.crop ? { ...o.crop } : null,
     seed: o.seed ?? 0,
   };
   if (!(r.lr > 0)) throw new RangeError(`AeTrainer: lr ${r.lr} must be > 0`);
   if (!(r.l1 >= 0)) throw new RangeError(`AeTrainer: l1 weight ${r.l1} must be >= 0`);
+  if (!((r.fgWeight ?? 0) >= 0)) {
+    throw new RangeError(`AeTrainer: foreground weight ${r.fgWeight} must be >= 0`);
+  }
   if (!(r.weightDecay >= 0)) {
     throw new RangeError(`AeTrainer: weightDecay ${r.weightDecay} must be >= 0`);
   }
@@ -257,6 +271,9 @@ export function cropHost(
   }
   return out;
 }
+
+/** Colour distance from the frame's mean above which a pixel counts as foreground (fgWeight). */
+export const FG_THRESHOLD = 0.3;
 
 /** PSNR (dB) of an MSE between videos in [-1, 1] (peak-to-peak 2): `10·log10(4 / mse)`. */
 export function psnrOfMse(mse: number): number {
@@ -592,7 +609,17 @@ export class AeTrainer {
     const mse = mean(square(d));
     const l1w = this.options.l1;
     const l1 = l1w > 0 ? mean(abs(d)) : noGrad(() => mean(abs(d)));
-    const loss = l1w > 0 ? add(mse, mul(l1, l1w)) : mse;
+    const fg = this.options.fgWeight ?? 0;
+    let loss: Tensor;
+    if (fg > 0) {
+      // per-pixel weight 1 + fg·[Σ_c |x − frame mean| > threshold], broadcast over channels
+      const w = noGrad(() => {
+        const dev = sum(abs(sub(x, mean(x, [3, 4], true))), 1, true);
+        return add(mul(gt(dev, FG_THRESHOLD), fg), 1);
+      });
+      const wmse = mean(mul(square(d), w));
+      loss = l1w > 0 ? add(wmse, mul(mean(mul(abs(d), w)), l1w)) : wmse;
+    } else loss = l1w > 0 ? add(mse, mul(l1, l1w)) : mse;
     const per = noGrad(() => mean(square(sub(clamp(y, -1, 1), x)), [1, 2, 3, 4]));
     return [loss, mse, l1, per];
   }

@@ -218,17 +218,17 @@ export const TINY: DcAeConfig = symmetric("tiny", {
 
 /** Named presets. */
 /**
- * Kino's small default autoencoder: the same block types (ResBlock stages, then EfficientViT
- * stages) and 4x temporal compression, five stages (16x spatial), 32 latent channels; a
- * 16-frame 64x64 clip becomes a 4x4x4 latent.
+ * Kino's small default autoencoder: the same block types (ResBlock stages, then an EfficientViT
+ * stage) and 4x temporal compression, four stages (8x spatial), 32 latent channels; a 16-frame
+ * 64x64 clip becomes a 4x8x8 latent (the default MMDiT packs it with patch size 2 into 64 tokens).
  */
 export const SMALL: DcAeConfig = symmetric("small", {
   latent: 32,
-  widths: [8, 16, 32, 64, 128],
-  encDepths: [1, 1, 1, 1, 1],
-  decDepths: [1, 1, 1, 1, 1],
-  blocks: ["ResBlock", "ResBlock", "ResBlock", "EViTS5_GLU", "EViTS5_GLU"],
-  temporal: [false, false, true, true, false],
+  widths: [8, 16, 32, 64],
+  encDepths: [1, 1, 1, 1],
+  decDepths: [1, 1, 1, 1],
+  blocks: ["ResBlock", "ResBlock", "ResBlock", "EViTS5_GLU"],
+  temporal: [false, true, true, false],
 });
 
 export const DC_AE_PRESETS: Readonly<Record<string, DcAeConfig>> = {

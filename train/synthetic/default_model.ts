@@ -4,9 +4,9 @@
  * fresh bundle folder with seeded weights — the starting point of the recipe in
  * `weights/default/MODEL_CARD.md`:
  *
- * - Video DC-AE `small` (5 stages, ResBlock + EfficientViT blocks, 16x spatial and 4x temporal
+ * - Video DC-AE `small` (4 stages, ResBlock + EfficientViT blocks, 8x spatial and 4x temporal
  *   compression, 32 latent channels): trained by `deno task train-ae`;
- * - MMDiT (double + single stream blocks, patch 1, rotate-half 3D RoPE, QK-norm, modulation):
+ * - MMDiT (double + single stream blocks, patch 2, rotate-half 3D RoPE, QK-norm, modulation):
  *   trained by `deno task train` on cached latents;
  * - T5 v1.1 encoder and CLIP text tower of a few layers with their own word-level tokenizer
  *   over the synthetic captions' vocabulary: seeded and frozen (as the reference freezes T5 and
@@ -30,11 +30,14 @@ import { Rng, sampleScene } from "./scene.ts";
 export const DEFAULT_T5_LENGTH = 24;
 export const DEFAULT_CLIP_LENGTH = 24;
 
-/** The default MMDiT: width 128 (4 heads of 32), 2 double + 3 single blocks, 32-channel latents. */
+/**
+ * The default MMDiT: width 128 (4 heads of 32), 2 double + 3 single blocks; the 32-channel
+ * latents are packed 2x2 (patch size 2: 128 input channels, a 4x8x8 latent is 64 tokens).
+ */
 export const DEFAULT_MMDIT: MMDiTConfig = {
   name: "kino-default",
-  inChannels: 32,
-  patchSize: 1,
+  inChannels: 128,
+  patchSize: 2,
   hiddenSize: 128,
   numHeads: 4,
   depth: 2,
