@@ -437,7 +437,9 @@ export async function generate(
       const seed = sampleSeed(s.seed, k);
       const noise = makeNoise([1, C, T, hp, wp], seed);
       owned.push(noise);
-      const condition = prepareCondition(noise.shape, refs.length ? "i2v_head" : "t2v", refs);
+      const condition = prepareCondition(noise.shape, refs.length ? "i2v_head" : "t2v", refs, {
+        patchSize: bundle.dit.patchSize,
+      });
       owned.push(condition.masks, condition.maskedRef, condition.cond);
       onEvent?.({ kind: "stage", stage: "denoise", sample: k });
       const latent = await sample((inp) => bundle.mmdit.forward(inp), {
