@@ -1,19 +1,9 @@
 /** `deno task ae`: a round trip through the tiny DC-AE writes a video and reports PSNR. */
+import { runCli } from "../_cli.ts";
 import { fixtureTest } from "../_gpu.ts";
 import { hasFfmpeg, writeVideo } from "../../io/video.ts";
 
-const CLI = new URL("../../cli/ae.ts", import.meta.url).pathname;
-
-async function ae(args: string[]): Promise<{ code: number; out: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout) + dec.decode(r.stderr) };
-}
+const ae = (args: string[]) => runCli("ae.ts", args);
 
 fixtureTest("deno task ae round-trips a video through the tiny DC-AE", async (fx) => {
   if (!(await hasFfmpeg())) {

@@ -5,6 +5,7 @@
  * machine), so this tests the runner's generality, not the model's correctness (the fixtures do
  * that); a case whose weights do not fit its config is refused.
  */
+import { runCli } from "../_cli.ts";
 import { fixtureTest } from "../_gpu.ts";
 import { fromData } from "../../engine/graph.ts";
 import { readAll } from "../../engine/ops/movement.ts";
@@ -14,18 +15,7 @@ import { fromReferenceConfig } from "../../models/dc_ae/config.ts";
 import { DcAe } from "../../models/dc_ae/model.ts";
 import { randomArray } from "../_assert_close.ts";
 
-const CLI = new URL("../../cli/golden.ts", import.meta.url).pathname;
-
-async function golden(dir: string): Promise<{ code: number; out: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, dir],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout) + dec.decode(r.stderr) };
-}
+const golden = (dir: string) => runCli("golden.ts", [dir]);
 
 fixtureTest("deno task golden builds another DC-AE config from its case.json", async (fx) => {
   const base = JSON.parse(await Deno.readTextFile(`${fx}tiny/dc_ae_tiny/case.json`));

@@ -3,6 +3,7 @@
  * caption grammar and its parser, held-out combinations, the pixel-level analyser (clean and
  * after noise + blur + an mp4 round trip) and `deno task make-data`.
  */
+import { runCli } from "../_cli.ts";
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { parse } from "npm:csv-parse@5.6.0/sync";
 import { readDatasetCsv } from "../../train/data/csv.ts";
@@ -383,18 +384,7 @@ Deno.test("eval: scorePrompts counts, confusion tables and the acceptance check"
   assert(/does not name one colour, shape and direction/.test(msg), msg);
 });
 
-const CLI = new URL("../../cli/make_data.ts", import.meta.url).pathname;
-
-async function makeData(args: string[]): Promise<{ code: number; out: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout) + dec.decode(r.stderr) };
-}
+const makeData = (args: string[]) => runCli("make_data.ts", args);
 
 ffTest("make-data: writes 12 clips whose CSV, files and captions agree", async () => {
   const dir = await Deno.makeTempDir({ prefix: "kino_make_data_" });
