@@ -21,6 +21,7 @@ import {
   inspectBundle,
   loadBundle,
   RELEASE_LAYOUT,
+  type ResolvedSettings,
   resolveSettings,
 } from "../models/pipeline.ts";
 import { mmditPreset } from "../models/mmdit/config.ts";
@@ -359,10 +360,18 @@ async function main(argv: string[]): Promise<number> {
       }
     }
     const info = await inspectBundle(ckpt, { textEncoders: !values.embeddings });
-    const s = resolveSettings(
-      info,
-      { ...DEFAULT_SETTINGS, ...info.manifest.defaults, ...clean } as GenerationSettings,
-    );
+    let s: ResolvedSettings;
+    try {
+      s = resolveSettings(
+        info,
+        { ...DEFAULT_SETTINGS, ...info.manifest.defaults, ...clean } as GenerationSettings,
+      );
+    } catch (e) {
+      // bad settings (frames, sizes, steps) are the user's input: exit 2; a RangeError raised
+      // later, while generating, is an internal error (exit 1)
+      if (e instanceof RangeError) throw new UsageError(e.message);
+      throw e;
+    }
     // output paths, decided before any work so that a bad path fails fast
     const outputs = prompts.map((p, k) => {
       const seed = s.seed + k;
@@ -445,7 +454,7 @@ async function main(argv: string[]): Promise<number> {
     bundle.dispose();
     return 0;
   } catch (e) {
-    if (e instanceof UsageError || e instanceof RangeError) {
+    if (e instanceof UsageError) {
       console.error(`infer: ${e.message}`);
       return 2;
     }
