@@ -45,7 +45,7 @@ import {
   DatasetError,
   openDataset,
 } from "../train/data/mod.ts";
-import type { NullEmbeddings, TrainBatch } from "../train/objective.ts";
+import type { NullEmbeddings, ShiftMode, TrainBatch } from "../train/objective.ts";
 import { Trainer } from "../train/trainer.ts";
 import {
   type HostTensor,
@@ -94,6 +94,9 @@ Optimisation
                          reference's t2v:1,i2v_head:7 (the default)
   --text-dropout P       probability of replacing a caption's T5 states (and, independently,
                          its CLIP vector) by the empty prompt's (default 0.31622777 = √0.1)
+  --shift train|inference|none|ALPHA
+                         timestep shift α of the logit-normal draws: the training script's
+                         size rule (default), the sampler's, none (α = 1), or a fixed α > 0
 Checkpoints and logs
   --output-dir DIR       run folder (required)
   --resume latest|PATH   continue from the newest checkpoint of --output-dir, or a step folder
@@ -150,6 +153,16 @@ function intArg(name: string, v: string | undefined, def: number, min = 1): numb
     throw new UsageError(`--${name} must be an integer >= ${min}, got "${v}"`);
   }
   return n;
+}
+
+/** `--shift`: a mode name or a fixed α > 0. */
+function parseShift(v: string): ShiftMode {
+  if (v === "train" || v === "inference" || v === "none") return v;
+  const a = Number(v);
+  if (!(Number.isFinite(a) && a > 0)) {
+    throw new UsageError(`--shift must be train, inference, none or a number > 0, got "${v}"`);
+  }
+  return a;
 }
 
 function numArg(name: string, v: string | undefined): number | undefined {
@@ -441,6 +454,7 @@ export async function main(argv: string[]): Promise<number> {
         seed: { type: "string" },
         conditions: { type: "string" },
         "text-dropout": { type: "string" },
+        shift: { type: "string" },
         "output-dir": { type: "string" },
         resume: { type: "string" },
         "ckpt-every": { type: "string" },
@@ -516,6 +530,7 @@ export async function main(argv: string[]): Promise<number> {
     const validateEvery = intArg("validate-every", values["validate-every"], 0, 0);
     const warmup = intArg("warmup-steps", values["warmup-steps"], 0, 0);
     const lr = numArg("lr", values.lr);
+    const shift = values.shift !== undefined ? parseShift(values.shift) : undefined;
     if (lr !== undefined && !(lr > 0)) throw new UsageError(`--lr must be > 0, got ${lr}`);
     const ema = numArg("ema-decay", values["ema-decay"]);
     if (ema !== undefined && !(ema > 0 && ema < 1)) {
@@ -644,6 +659,7 @@ export async function main(argv: string[]): Promise<number> {
       objective: {
         seed,
         ...(values.conditions ? { conditionWeights: parseConditions(values.conditions) } : {}),
+        ...(shift !== undefined ? { shift } : {}),
         ...(values["text-dropout"] !== undefined
           ? {
             t5Dropout: Number(values["text-dropout"]),

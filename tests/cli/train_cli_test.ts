@@ -7,7 +7,7 @@
  *   weights (bf16);
  * - SIGINT saves a checkpoint and exits 130; `--csv` trains with on-the-fly encoding;
  * - clear failures: missing cache, a model whose latent shape differs from the cache's, a CSV
- *   without usable rows (exit 1), unknown flag (exit 2).
+ *   without usable rows (exit 1), unknown flag or a bad --shift (exit 2).
  */
 import { join } from "node:path";
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
@@ -262,6 +262,11 @@ fixtureTest(
         ],
         [["--cache", cache, "--output-dir", join(tmp, "x"), "--frobnicate"], 2, /Unknown option/],
         [["--cache", cache, "--csv", csv, "--output-dir", join(tmp, "x")], 2, /exactly one of/],
+        [
+          ["--cache", cache, "--output-dir", join(tmp, "x"), "--shift", "0"],
+          2,
+          /--shift must be train, inference, none or a number > 0/,
+        ],
       ];
       for (const [args, code, re] of cases) {
         const x = await run("train.ts", args);

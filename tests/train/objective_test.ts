@@ -19,6 +19,8 @@ import {
   flowMatching,
   FlowMatchingObjective,
   inferenceShiftAlpha,
+  resolveObjectiveOptions,
+  shiftAlpha,
   SIGMA_MIN,
   TEXT_DROPOUT,
   trainShiftAlpha,
@@ -55,6 +57,17 @@ Deno.test("objective: shift factors of the spec table (training //4 formula and 
   close(inferenceShiftAlpha(18, 32, 32, 1), 6.59966, "α_infer 128 frames");
   // the //4 floors: 15x38 = 570 tokens -> 142
   close(trainShiftAlpha(15, 38, 1), 142 / 1920 + 13 / 15, "α_train 2.39:1 image");
+});
+
+Deno.test("objective: a fixed shift α overrides the size rules; bad ones are refused", async () => {
+  assertEquals(shiftAlpha(3, 8, 8, 4, 2), 3);
+  assertEquals(shiftAlpha("none", 8, 8, 4, 2), 1);
+  // the default model's 4x8x8 latent: the training rule gives 1.75
+  assert(Math.abs(shiftAlpha("train", 8, 8, 4, 2) - 1.75) < 1e-4);
+  assertEquals(resolveObjectiveOptions({ shift: 2.5 }).shift, 2.5);
+  for (const bad of [0, -1, Infinity, NaN]) {
+    await assertThrows(() => resolveObjectiveOptions({ shift: bad }), "fixed shift must be");
+  }
 });
 
 Deno.test("objective: timesteps are logit-normal then shifted (20 000 draws)", () => {
