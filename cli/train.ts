@@ -530,8 +530,8 @@ export async function main(argv: string[]): Promise<number> {
     const validateEvery = intArg("validate-every", values["validate-every"], 0, 0);
     const warmup = intArg("warmup-steps", values["warmup-steps"], 0, 0);
     const lr = numArg("lr", values.lr);
-    const shift = values.shift !== undefined ? parseShift(values.shift) : undefined;
     if (lr !== undefined && !(lr > 0)) throw new UsageError(`--lr must be > 0, got ${lr}`);
+    const shift = values.shift !== undefined ? parseShift(values.shift) : undefined;
     const ema = numArg("ema-decay", values["ema-decay"]);
     if (ema !== undefined && !(ema > 0 && ema < 1)) {
       throw new UsageError(`--ema-decay must be in (0, 1), got ${ema}`);
