@@ -80,7 +80,8 @@ Model
   --config FILE.json     MMDiT config (reference model_args in snake_case, or Kino's MMDiTConfig)
   --preset NAME          MMDiT preset (small, tiny, hcae, ...); default: the bundle's MMDiT
   --init CKPT|bundle     initial weights (weights only; img_in/cond_in/final_layer may differ
-                         in shape and are re-initialised); "bundle": the bundle's MMDiT.
+                         in shape and are re-initialised, or carried over from a coarser patch
+                         size, e.g. 2 to 1); "bundle": the bundle's MMDiT.
                          Default: random initialisation from --seed
 Optimisation
   --max-steps N          optimiser updates in total, counting resumed ones (default 1000)
@@ -640,9 +641,14 @@ export async function main(argv: string[]): Promise<number> {
         if (!srcInfo) throw new UsageError(`--init bundle needs --ckpt-dir`);
         path = join(srcInfo.dir, srcInfo.manifest.mmdit.weights);
       }
-      const r = await initFrom(dit.params, path, { seed });
+      const r = await initFrom(dit.params, path, { seed, patchSize: cfg.patchSize });
       console.log(
         `initialised from ${path}: ${r.loaded} tensors loaded` +
+          (r.repatched.length
+            ? ` (${
+              r.repatched.map((w) => w.name).join(", ")
+            } carried over to patch ${cfg.patchSize})`
+            : "") +
           (r.reinitialized.length
             ? `, re-initialised ${r.reinitialized.map((w) => w.name).join(", ")}`
             : "") +

@@ -334,6 +334,8 @@ export interface InitReport {
   unexpected: string[];
   /** Parameters whose checkpoint shape differs, re-initialised from the seed. */
   reinitialized: { name: string; expected: number[]; found: number[] }[];
+  /** Patch layers carried over from a coarser patch size ({@linkcode repatchWeight}). */
+  repatched: { name: string; expected: number[]; found: number[] }[];
 }
 
 /** Options of {@linkcode initFrom}. */
@@ -342,6 +344,70 @@ export interface InitOptions {
   seed?: number;
   /** Name prefixes allowed to mismatch in shape; default {@linkcode REINIT_ON_MISMATCH}. */
   reinitPrefixes?: readonly string[];
+  /**
+   * The model's patch size. With it, `img_in`, `cond_in` and `final_layer.linear` of a checkpoint
+   * trained at a coarser patch size (a multiple of it) are carried over by
+   * {@linkcode repatchWeight} instead of re-initialised.
+   */
+  patchSize?: number;
+}
+
+/**
+ * Carries a patch layer from patch size `pSrc` to a finer `pDst` (`pSrc = r·pDst`), the sizes
+ * read from the shapes: token features are `c·p² + i·p + j` (see `pack`). The input projections
+ * (`img_in.weight`, `cond_in.weight`, `[hidden, C·p²]`) sum the `r²` source columns that fall on
+ * one destination sub-pixel, so a latent that is constant over each `r×r` block embeds exactly as
+ * before; the output projection (`final_layer.linear`, `[C·p², hidden]` and its bias) averages the
+ * `r²` source rows, so each fine pixel predicts the mean of its block. Returns null when the
+ * shapes are not such a pair (the caller re-initialises).
+ *
+ * @example
+ * ```ts
+ * import { repatchWeight } from "./checkpoint.ts";
+ * // patch 2 → 1 with one channel: the 4 sub-pixel columns of each row are summed
+ * const w = repatchWeight("img_in.weight", new Float32Array([1, 2, 3, 4]), [1, 4], [1, 1], 1);
+ * console.log(w); // Float32Array [ 10 ]
+ * ```
+ */
+export function repatchWeight(
+  name: string,
+  data: Float32Array,
+  found: readonly number[],
+  expected: readonly number[],
+  pDst: number,
+): Float32Array | null {
+  const input = /^(img_in|cond_in)\.weight$/.test(name);
+  const output = /^final_layer\.linear\.(weight|bias)$/.test(name);
+  if (!input && !output) return null;
+  const rank = name.endsWith("bias") ? 1 : 2;
+  if (found.length !== rank || expected.length !== rank) return null;
+  const kAxis = input ? 1 : 0;
+  const kS = found[kAxis]!, kD = expected[kAxis]!;
+  if (rank === 2 && found[1 - kAxis] !== expected[1 - kAxis]) return null;
+  const r = Math.round(Math.sqrt(kS / kD));
+  const channels = kD / (pDst * pDst);
+  if (r < 2 || r * r * kD !== kS || !Number.isInteger(channels)) return null;
+  const pSrc = r * pDst;
+  const other = rank === 2 ? found[1 - kAxis]! : 1;
+  const out = new Float32Array(kD * other);
+  for (let c = 0; c < channels; c++) {
+    for (let i = 0; i < pDst; i++) {
+      for (let j = 0; j < pDst; j++) {
+        const d = (c * pDst + i) * pDst + j;
+        for (let bi = 0; bi < r; bi++) {
+          for (let bj = 0; bj < r; bj++) {
+            const s = (c * pSrc + bi * pDst + i) * pSrc + bj * pDst + j;
+            if (input) {
+              for (let o = 0; o < other; o++) out[o * kD + d] += data[o * kS + s]!;
+            } else {
+              for (let o = 0; o < other; o++) out[d * other + o] += data[s * other + o]! / (r * r);
+            }
+          }
+        }
+      }
+    }
+  }
+  return out;
 }
 
 /**
@@ -349,8 +415,9 @@ export interface InitOptions {
  * folder): non-strict on names (reported), tolerant of shape mismatches for `img_in`, `cond_in`
  * and `final_layer.linear` (the HCAE's 128-channel layers vs Open-Sora 2.0's 64-channel ones):
  * those are re-initialised and listed. Any other shape mismatch throws a
- * `CheckpointMismatchError`. Call it before building the `Trainer` (the optimizer takes the
- * parameters over when it is built).
+ * `CheckpointMismatchError`. With `options.patchSize`, those layers of a checkpoint trained at a
+ * coarser patch size are carried over instead ({@linkcode repatchWeight}). Call it before building
+ * the `Trainer` (the optimizer takes the parameters over when it is built).
  */
 export async function initFrom(
   params: ParamSet,
@@ -373,12 +440,35 @@ export async function initFrom(
       } may differ (check that the checkpoint is the same architecture)`,
     );
   }
-  for (const n of [...r.missing, ...r.wrongShape.map((w) => w.name)]) params.release(n);
+  const repatched: InitReport["repatched"] = [];
+  if (options.patchSize !== undefined && r.wrongShape.length) {
+    const files = await Promise.all(paths.map((p) => SafeTensorsFile.open(p)));
+    try {
+      for (const w of r.wrongShape) {
+        const f = files.find((f) => f.has(w.name))!;
+        const data = repatchWeight(
+          w.name,
+          await f.readF32(w.name),
+          w.found,
+          w.expected,
+          options.patchSize,
+        );
+        if (!data) continue;
+        params.set(w.name, data);
+        repatched.push(w);
+      }
+    } finally {
+      for (const f of files) f.close();
+    }
+  }
+  const reinitialized = r.wrongShape.filter((w) => !repatched.includes(w));
+  for (const n of [...r.missing, ...reinitialized.map((w) => w.name)]) params.release(n);
   params.initialize(options.seed ?? 0);
   return {
-    loaded: r.loaded,
+    loaded: r.loaded + repatched.length,
     missing: r.missing,
     unexpected: r.unexpected,
-    reinitialized: r.wrongShape,
+    reinitialized,
+    repatched,
   };
 }

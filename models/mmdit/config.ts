@@ -61,6 +61,26 @@ const REAL = {
   useLigerRope: true,
 };
 
+const KINO_DEFAULT: MMDiTConfig = {
+  name: "kino-default",
+  inChannels: 32,
+  patchSize: 1,
+  hiddenSize: 128,
+  numHeads: 4,
+  depth: 2,
+  depthSingleBlocks: 3,
+  mlpRatio: 4,
+  axesDim: [8, 12, 12],
+  theta: 10000,
+  qkvBias: true,
+  vecInDim: 64,
+  contextInDim: 64,
+  guidanceEmbed: false,
+  condEmbed: true,
+  fusedQkv: false,
+  useLigerRope: true,
+};
+
 /** Named presets. */
 export const MMDIT_PRESETS: Record<string, MMDiTConfig> = {
   /** The released high-compression model (`Open_Sora_v2_Video_DC_AE.safetensors`), 11.89 B. */
@@ -92,6 +112,14 @@ export const MMDIT_PRESETS: Record<string, MMDiTConfig> = {
     vecInDim: 256,
     contextInDim: 256,
   },
+  /**
+   * Kino's shipped default model (`weights/default/`): width 128 (4 heads of 32), 2 double + 3
+   * single blocks on the 32-channel DC-AE latents of the synthetic shapes, patch size 1 (a 4x8x8
+   * latent is 256 tokens).
+   */
+  "kino-default": KINO_DEFAULT,
+  /** The default model's first training stage: the same at patch size 2 (64 tokens). */
+  "kino-default-p2": { ...KINO_DEFAULT, name: "kino-default-p2", inChannels: 128, patchSize: 2 },
   /** The fixtures' `mmdit_tiny` (real-model flags). */
   "tiny": {
     name: "tiny",

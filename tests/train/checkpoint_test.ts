@@ -22,6 +22,7 @@ import {
   MODEL_FILE,
   pruneCheckpoints,
   readCheckpoint,
+  repatchWeight,
   resolveResume,
   STATE_FILE,
   type TrainerState,
@@ -269,6 +270,98 @@ gpuTest(
         "same architecture",
       );
       other.params.dispose();
+      src.params.dispose();
+    });
+  },
+);
+
+Deno.test("checkpoint: repatchWeight carries patch layers to a finer patch size", () => {
+  const C = 3, hid = 5;
+  for (const [ps, pd] of [[2, 1], [4, 2], [3, 1]] as const) {
+    const r = ps / pd, kS = C * ps * ps, kD = C * pd * pd;
+    // input side: a source token made of r×r copies of one destination token embeds the same
+    const wIn = randomArray(hid * kS, ps * 10 + pd);
+    const wInD = repatchWeight("img_in.weight", wIn, [hid, kS], [hid, kD], pd)!;
+    assertEquals(wInD.length, hid * kD);
+    const fine = randomArray(kD, 7); // one destination token: features c·pd² + i·pd + j
+    const coarse = new Float32Array(kS);
+    for (let c = 0; c < C; c++) {
+      for (let y = 0; y < ps; y++) {
+        for (let x = 0; x < ps; x++) {
+          coarse[(c * ps + y) * ps + x] = fine[(c * pd + (y % pd)) * pd + (x % pd)]!;
+        }
+      }
+    }
+    for (let o = 0; o < hid; o++) {
+      let a = 0, b = 0;
+      for (let k = 0; k < kS; k++) a += wIn[o * kS + k]! * coarse[k]!;
+      for (let k = 0; k < kD; k++) b += wInD[o * kD + k]! * fine[k]!;
+      assert(Math.abs(a - b) < 1e-5, `patch ${ps}→${pd}: embedding ${b} vs ${a}`);
+    }
+    // output side: each fine sub-pixel predicts the mean of the r×r coarse ones it stands for
+    const wOut = randomArray(kS * hid, 3), bOut = randomArray(kS, 4), h = randomArray(hid, 5);
+    const wOutD = repatchWeight("final_layer.linear.weight", wOut, [kS, hid], [kD, hid], pd)!;
+    const bOutD = repatchWeight("final_layer.linear.bias", bOut, [kS], [kD], pd)!;
+    const head = (w: Float32Array, b: Float32Array, k: number) =>
+      Array.from({ length: k }, (_, q) => {
+        let v = b[q]!;
+        for (let i = 0; i < hid; i++) v += w[q * hid + i]! * h[i]!;
+        return v;
+      });
+    const ys = head(wOut, bOut, kS), yd = head(wOutD, bOutD, kD);
+    for (let c = 0; c < C; c++) {
+      for (let i = 0; i < pd; i++) {
+        for (let j = 0; j < pd; j++) {
+          let m = 0;
+          for (let bi = 0; bi < r; bi++) {
+            for (let bj = 0; bj < r; bj++) m += ys[(c * ps + bi * pd + i) * ps + bj * pd + j]!;
+          }
+          const got = yd[(c * pd + i) * pd + j]!;
+          assert(Math.abs(got - m / (r * r)) < 1e-5, `patch ${ps}→${pd}: output ${got}`);
+        }
+      }
+    }
+  }
+  // not a patch pair: another channel count, a coarser target, other layers
+  assertEquals(repatchWeight("img_in.weight", new Float32Array(16), [2, 8], [2, 4], 1), null);
+  assertEquals(repatchWeight("img_in.weight", new Float32Array(8), [2, 4], [2, 16], 2), null);
+  assertEquals(repatchWeight("txt_in.weight", new Float32Array(16), [2, 8], [2, 2], 1), null);
+  assertEquals(repatchWeight("img_in.weight", new Float32Array(24), [3, 8], [2, 2], 1), null);
+});
+
+gpuTest(
+  "checkpoint: initFrom with patchSize carries a patch-2 checkpoint over to patch 1",
+  async () => {
+    await withTemp(async (dir) => {
+      const tiny = mmditPreset("tiny");
+      const src = new MMDiT({ ...tiny, inChannels: tiny.inChannels * 4, patchSize: 2 });
+      const file: Record<string, TensorToWrite> = {};
+      src.params.list().forEach((s, i) => {
+        const n = s.shape.reduce((a, b) => a * b, 1);
+        file[s.name] = { dtype: "F32", shape: s.shape, data: randomArray(n, i + 1) };
+      });
+      await saveSafetensors(join(dir, "p2.safetensors"), file);
+      const dit = new MMDiT(tiny);
+      const rep = await initFrom(dit.params, join(dir, "p2.safetensors"), { patchSize: 1 });
+      assertEquals(rep.reinitialized, []);
+      assertEquals(rep.repatched.map((w) => w.name).sort(), [
+        "cond_in.weight",
+        "final_layer.linear.bias",
+        "final_layer.linear.weight",
+        "img_in.weight",
+      ]);
+      assertEquals(rep.loaded, dit.params.list().length);
+      const [img] = await readAll([dit.params.get("img_in.weight")]);
+      const f = file["img_in.weight"]!;
+      const want = repatchWeight("img_in.weight", f.data as Float32Array, f.shape, [64, 16], 1)!;
+      assert(img!.every((v, i) => Math.abs(v - want[i]!) < 1e-6), "img_in not carried over");
+      dit.params.dispose();
+      // without patchSize the same layers are re-initialised
+      const plain = new MMDiT(tiny);
+      const rep2 = await initFrom(plain.params, join(dir, "p2.safetensors"));
+      assertEquals(rep2.repatched, []);
+      assertEquals(rep2.reinitialized.length, 4);
+      plain.params.dispose();
       src.params.dispose();
     });
   },

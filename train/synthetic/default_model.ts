@@ -19,7 +19,11 @@ import { saveSafetensors, type TensorToWrite } from "../../engine/safetensors.ts
 import { t5ConfigFromHf, T5EncoderModel } from "../../models/text/t5.ts";
 import { clipTextConfigFromHf, CLIPTextModel } from "../../models/text/clip.ts";
 import { MMDiT } from "../../models/mmdit/model.ts";
-import { type MMDiTConfig, mmditToReferenceConfig } from "../../models/mmdit/config.ts";
+import {
+  type MMDiTConfig,
+  mmditPreset,
+  mmditToReferenceConfig,
+} from "../../models/mmdit/config.ts";
 import { DcAe } from "../../models/dc_ae/model.ts";
 import { dcAePreset } from "../../models/dc_ae/config.ts";
 import type { BundleManifest } from "../../models/pipeline.ts";
@@ -31,28 +35,11 @@ export const DEFAULT_T5_LENGTH = 24;
 export const DEFAULT_CLIP_LENGTH = 24;
 
 /**
- * The default MMDiT: width 128 (4 heads of 32), 2 double + 3 single blocks; the 32-channel
- * latents are packed 2x2 (patch size 2: 128 input channels, a 4x8x8 latent is 64 tokens).
+ * The MMDiT of a fresh default bundle: the `kino-default-p2` preset (width 128, 2 double + 3
+ * single blocks; the 32-channel latents packed 2x2, a 4x8x8 latent is 64 tokens), the first
+ * training stage of the shipped `kino-default` (patch size 1, see `weights/default/MODEL_CARD.md`).
  */
-export const DEFAULT_MMDIT: MMDiTConfig = {
-  name: "kino-default",
-  inChannels: 128,
-  patchSize: 2,
-  hiddenSize: 128,
-  numHeads: 4,
-  depth: 2,
-  depthSingleBlocks: 3,
-  mlpRatio: 4,
-  axesDim: [8, 12, 12],
-  theta: 10000,
-  qkvBias: true,
-  vecInDim: 64,
-  contextInDim: 64,
-  guidanceEmbed: false,
-  condEmbed: true,
-  fusedQkv: false,
-  useLigerRope: true,
-};
+export const DEFAULT_MMDIT: MMDiTConfig = mmditPreset("kino-default-p2");
 
 const SPECIALS = ["<pad>", "</s>", "<unk>", "<|startoftext|>", "<|endoftext|>"];
 
