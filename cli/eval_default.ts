@@ -23,6 +23,7 @@ Generates one video per held-out prompt and scores colour, shape and direction f
                      default: <ckpt-dir>/heldout.csv
   --limit N          evaluate the first N prompts only
   --steps N          sampling steps (default: the bundle's)
+  --guidance G       text guidance scale (default: the bundle's)
   --seed N           seed of the first prompt; prompt k uses seed + k (default 1000)
   --save-dir DIR     also write every video (mp4) there
   --json FILE        write the report as JSON
@@ -40,6 +41,7 @@ async function main(): Promise<number> {
         prompts: { type: "string" },
         limit: { type: "string" },
         steps: { type: "string" },
+        guidance: { type: "string" },
         seed: { type: "string", default: "1000" },
         "save-dir": { type: "string" },
         json: { type: "string" },
@@ -55,6 +57,26 @@ async function main(): Promise<number> {
     console.log(HELP);
     return 0;
   }
+  const number = (flag: string, v: string | undefined, min: number, integer = true) => {
+    if (v === undefined) return undefined;
+    const x = Number(v);
+    if (!Number.isFinite(x) || x < min || (integer && !Number.isInteger(x))) {
+      throw new RangeError(
+        `--${flag} ${v}: expected ${integer ? "an integer" : "a number"} >= ${min}`,
+      );
+    }
+    return x;
+  };
+  let limit, steps, guidance, seed: number;
+  try {
+    limit = number("limit", values.limit, 1);
+    steps = number("steps", values.steps, 1);
+    guidance = number("guidance", values.guidance, 0, false);
+    seed = number("seed", values.seed, 0)!;
+  } catch (e) {
+    console.error(`eval-default: ${(e as Error).message}`);
+    return 2;
+  }
   const dir = values["ckpt-dir"] ?? DEFAULT_MODEL_DIR;
   const promptsFile = values.prompts ?? join(dir, "heldout.csv");
   let prompts;
@@ -66,8 +88,7 @@ async function main(): Promise<number> {
     );
     return 1;
   }
-  if (values.limit) prompts = prompts.slice(0, Number(values.limit));
-  const seed = Number(values.seed);
+  if (limit) prompts = prompts.slice(0, limit);
   const t0 = performance.now();
   await init();
   const bundle = await loadBundle(dir, { dtype: "f32" });
@@ -77,7 +98,8 @@ async function main(): Promise<number> {
     const [v] = await generate(bundle, {
       prompt: p.text,
       seed: seed + k,
-      ...(values.steps ? { steps: Number(values.steps) } : {}),
+      ...(steps ? { steps } : {}),
+      ...(guidance !== undefined ? { guidance } : {}),
     });
     samples.push({ prompt: p.text, frames: v!.frames, width: v!.width, height: v!.height });
     if (values["save-dir"]) {

@@ -48,7 +48,7 @@ Deno.test("default model family: make-data, init-bundle, latent-stats, infer, ev
     const report = join(tmp, "eval.json");
     const ev = await runCli("eval_default.ts", [
       ...["--ckpt-dir", b, "--prompts", join(data, "heldout.csv"), "--limit", "2"],
-      ...["--steps", "2", "--json", report],
+      ...["--steps", "2", "--guidance", "7", "--json", report],
     ]);
     expect(ev.code === 0, `eval-default exited ${ev.code}`, ev.out);
     const r = JSON.parse(await Deno.readTextFile(report));
@@ -58,6 +58,9 @@ Deno.test("default model family: make-data, init-bundle, latent-stats, infer, ev
     }
     // 2 prompts are fewer than the 20 the acceptance needs: the check must say it failed
     expect(r.acceptance.passed === false, "acceptance with 2 prompts", ev.out);
+    // a bad number is the user's error, reported before any work
+    const bad = await runCli("eval_default.ts", ["--ckpt-dir", b, "--guidance", "lots"]);
+    expect(bad.code === 2 && /--guidance lots/.test(bad.out), "bad --guidance", bad.out);
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
