@@ -5,6 +5,7 @@
  * holds a cache of other settings, 2 for bad arguments.
  */
 import { parseArgs } from "node:util";
+import { numberFlag, UsageError } from "./_args.ts";
 import { init } from "../engine/runtime.ts";
 import { buildCache, type CacheDType, CacheError } from "../train/cache.ts";
 import { DatasetCsvError, DatasetError } from "../train/data/mod.ts";
@@ -34,17 +35,6 @@ training from the CSV draws a new crop every epoch.
   --limit N             cache at most N clips (the first usable rows)
   --quiet               no progress bar
   -h, --help            this text`;
-
-class UsageError extends Error {}
-
-function intArg(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!(Number.isSafeInteger(n) && n >= 0)) {
-    throw new UsageError(`--${name} must be a non-negative integer, got "${v}"`);
-  }
-  return n;
-}
 
 /** Runs the command; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
@@ -86,8 +76,8 @@ export async function main(argv: string[]): Promise<number> {
     if (!["bf16", "f16", "f32"].includes(ed)) {
       throw new UsageError(`--encoder-dtype must be bf16, f16 or f32, got "${ed}"`);
     }
-    const seed = intArg("seed", values.seed);
-    const limit = intArg("limit", values.limit);
+    const seed = numberFlag("seed", values.seed, { integer: true, min: 0 });
+    const limit = numberFlag("limit", values.limit, { integer: true, min: 0 });
     await init();
     let bar: ProgressBar | null = null;
     const r = await buildCache({

@@ -5,6 +5,7 @@
  * none is (or the CSV itself is unusable), 2 for bad arguments.
  */
 import { parseArgs } from "node:util";
+import { numberFlag, UsageError } from "./_args.ts";
 import {
   type BucketConfig,
   Buckets,
@@ -36,15 +37,6 @@ and a summary. Exit code: 0 if some row is usable, 1 if none is, 2 for bad argum
 function fail(msg: string): number {
   console.error(`dataset:check: ${msg}`);
   return 2;
-}
-
-function intArg(name: string, v: string | undefined, def: number): number | string {
-  if (v === undefined) return def;
-  const n = Number(v);
-  if (!(Number.isSafeInteger(n) && n >= 0)) {
-    return `--${name} must be a non-negative integer, got '${v}'`;
-  }
-  return n;
 }
 
 function statusLine(s: RowStatus): string {
@@ -97,9 +89,12 @@ async function main(): Promise<number> {
   for (
     const [k, def] of [["seed", 42], ["epoch", 0], ["fps-max", 24], ["ae-compression", 32]] as const
   ) {
-    const v = intArg(k, values[k], def);
-    if (typeof v === "string") return fail(v);
-    nums[k] = v;
+    try {
+      nums[k] = numberFlag(k, values[k], { integer: true, min: 0 }) ?? def;
+    } catch (e) {
+      if (e instanceof UsageError) return fail(e.message);
+      throw e;
+    }
   }
   if (!(nums["fps-max"]! > 0 && nums["ae-compression"]! > 0)) {
     return fail("--fps-max and --ae-compression must be positive");

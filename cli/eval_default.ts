@@ -5,6 +5,7 @@
  * thresholds (colour 80%, direction 70%, shape 60%, at least 20 prompts).
  */
 import { parseArgs } from "node:util";
+import { numberFlag } from "./_args.ts";
 import { join } from "node:path";
 import { init } from "../engine/runtime.ts";
 import { writeVideo } from "../io/video.ts";
@@ -24,6 +25,7 @@ Generates one video per held-out prompt and scores colour, shape and direction f
   --limit N          evaluate the first N prompts only
   --steps N          sampling steps (default: the bundle's)
   --guidance G       text guidance scale (default: the bundle's)
+  --shift ALPHA      fixed timestep shift of the schedule (default: the bundle's)
   --seed N           seed of the first prompt; prompt k uses seed + k (default 1000)
   --save-dir DIR     also write every video (mp4) there
   --json FILE        write the report as JSON
@@ -42,6 +44,7 @@ async function main(): Promise<number> {
         limit: { type: "string" },
         steps: { type: "string" },
         guidance: { type: "string" },
+        shift: { type: "string" },
         seed: { type: "string", default: "1000" },
         "save-dir": { type: "string" },
         json: { type: "string" },
@@ -57,22 +60,13 @@ async function main(): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const number = (flag: string, v: string | undefined, min: number, integer = true) => {
-    if (v === undefined) return undefined;
-    const x = Number(v);
-    if (!Number.isFinite(x) || x < min || (integer && !Number.isInteger(x))) {
-      throw new RangeError(
-        `--${flag} ${v}: expected ${integer ? "an integer" : "a number"} >= ${min}`,
-      );
-    }
-    return x;
-  };
-  let limit, steps, guidance, seed: number;
+  let limit, steps, guidance, shift, seed: number;
   try {
-    limit = number("limit", values.limit, 1);
-    steps = number("steps", values.steps, 1);
-    guidance = number("guidance", values.guidance, 0, false);
-    seed = number("seed", values.seed, 0)!;
+    limit = numberFlag("limit", values.limit, { integer: true, min: 1 });
+    steps = numberFlag("steps", values.steps, { integer: true, min: 1 });
+    guidance = numberFlag("guidance", values.guidance, { min: 0 });
+    shift = numberFlag("shift", values.shift, { above: 0 });
+    seed = numberFlag("seed", values.seed, { integer: true, min: 0 })!;
   } catch (e) {
     console.error(`eval-default: ${(e as Error).message}`);
     return 2;
@@ -100,6 +94,7 @@ async function main(): Promise<number> {
       seed: seed + k,
       ...(steps ? { steps } : {}),
       ...(guidance !== undefined ? { guidance } : {}),
+      ...(shift !== undefined ? { flowShift: shift } : {}),
     });
     samples.push({ prompt: p.text, frames: v!.frames, width: v!.width, height: v!.height });
     if (values["save-dir"]) {

@@ -4,6 +4,7 @@
  * every setting and the seed. `--dry-run` prints the plan and the memory it needs.
  */
 import { parseArgs } from "node:util";
+import { numberFlag, UsageError } from "./_args.ts";
 import { basename, dirname, extname, join } from "node:path";
 import { init } from "../engine/runtime.ts";
 import { GpuUnavailableError } from "../engine/device.ts";
@@ -51,6 +52,8 @@ Sampling
   --guidance G             text guidance scale (default 7.5)
   --guidance-image G       image guidance scale (default 3.0)
   --no-oscillation         keep both guidance scales on every step
+  --shift ALPHA            fixed timestep shift (the model's training --shift; default from the
+                           model, else the resolution rule)
   --seed N                 noise seed; sample k uses seed + k (default 42)
   --fps N                  frame rate of the file and of the prompt suffix (default 24)
   --motion-score S         appended as "S motion score." (default 4; "none" to omit)
@@ -110,17 +113,6 @@ export function canonicalArgs(args: string[]): string[] {
     const name = ALIASES[m[1]!];
     return name ? `--${name}${m[2] ?? ""}` : a;
   });
-}
-
-class UsageError extends Error {}
-
-function num(name: string, v: string | undefined, integer = false): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) {
-    throw new UsageError(`--${name} must be ${integer ? "an integer" : "a number"}, got "${v}"`);
-  }
-  return n;
 }
 
 function slug(s: string): string {
@@ -269,6 +261,7 @@ async function main(argv: string[]): Promise<number> {
         steps: { type: "string" },
         guidance: { type: "string" },
         "guidance-image": { type: "string" },
+        shift: { type: "string" },
         "no-oscillation": { type: "boolean" },
         seed: { type: "string" },
         fps: { type: "string" },
@@ -305,14 +298,15 @@ async function main(argv: string[]): Promise<number> {
     const settings: Partial<GenerationSettings> = {
       resolution: values.resolution,
       aspectRatio: values["aspect-ratio"],
-      height: num("height", values.height, true),
-      width: num("width", values.width, true),
-      numFrames: num("num-frames", values["num-frames"], true),
-      steps: num("steps", values.steps, true),
-      guidance: num("guidance", values.guidance),
-      guidanceImg: num("guidance-image", values["guidance-image"]),
-      seed: num("seed", values.seed, true),
-      fps: num("fps", values.fps),
+      height: numberFlag("height", values.height, { integer: true }),
+      width: numberFlag("width", values.width, { integer: true }),
+      numFrames: numberFlag("num-frames", values["num-frames"], { integer: true }),
+      steps: numberFlag("steps", values.steps, { integer: true }),
+      guidance: numberFlag("guidance", values.guidance),
+      guidanceImg: numberFlag("guidance-image", values["guidance-image"]),
+      flowShift: numberFlag("shift", values.shift, { above: 0 }),
+      seed: numberFlag("seed", values.seed, { integer: true }),
+      fps: numberFlag("fps", values.fps),
       motionScore: ms === undefined ? undefined : ms === "none" ? null : ms,
       negativePrompt: values["negative-prompt"],
       ...(values["no-oscillation"]
@@ -338,7 +332,7 @@ async function main(argv: string[]): Promise<number> {
         console.log(`note: ${e.message}`);
       }
       const s = { ...DEFAULT_SETTINGS, ...info.manifest.defaults, ...clean } as GenerationSettings;
-      await dryRun(info, s, found, num("gpu-memory", values["gpu-memory"]));
+      await dryRun(info, s, found, numberFlag("gpu-memory", values["gpu-memory"]));
       return 0;
     }
     if (values.image) {
@@ -435,6 +429,7 @@ async function main(argv: string[]): Promise<number> {
         steps: s.steps,
         guidance: s.guidance,
         guidance_image: s.guidanceImg,
+        shift: s.flowShift,
         oscillation: { text: s.textOsci, image: s.imageOsci, temporal: s.scaleTemporalOsci },
         motion_score: s.motionScore,
         schedule: s.schedule,

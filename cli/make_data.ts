@@ -3,6 +3,7 @@
  * shapes (mp4 clips, train.csv, heldout.csv, meta.json) for `deno task train`.
  */
 import { parseArgs } from "node:util";
+import { numberFlag, UsageError } from "./_args.ts";
 import { writeDataset } from "../train/synthetic/dataset.ts";
 import { hasFfmpeg } from "../io/video.ts";
 
@@ -34,16 +35,6 @@ Options:
   -h, --help          this text`;
 
 /** A bad command line (exit status 2). */
-class UsageError extends Error {}
-
-function int(name: string, v: string | undefined, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) {
-    throw new UsageError(`--${name} must be an integer >= ${min}, got '${v}'`);
-  }
-  return n;
-}
 
 async function main(): Promise<number> {
   let values;
@@ -80,14 +71,14 @@ async function main(): Promise<number> {
       throw new UsageError(`--fps must be a positive number, got '${values.fps}'`);
     }
     opts = {
-      count: int("count", values.count, 1),
-      size: int("size", values.size, 16),
-      frames: int("frames", values.frames, 2),
+      count: numberFlag("count", values.count, { integer: true, min: 1 }),
+      size: numberFlag("size", values.size, { integer: true, min: 16 }),
+      frames: numberFlag("frames", values.frames, { integer: true, min: 2 }),
       fps,
-      seed: int("seed", values.seed, 0),
-      holdout: int("holdout", values.holdout, 0),
-      crf: int("crf", values.crf, 0),
-      concurrency: int("jobs", values.jobs, 1),
+      seed: numberFlag("seed", values.seed, { integer: true, min: 0 }),
+      holdout: numberFlag("holdout", values.holdout, { integer: true, min: 0 }),
+      crf: numberFlag("crf", values.crf, { integer: true, min: 0 }),
+      concurrency: numberFlag("jobs", values.jobs, { integer: true, min: 1 }),
     };
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;

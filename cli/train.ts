@@ -7,6 +7,7 @@
  * 2 bad arguments, 130 interrupted (after saving a checkpoint).
  */
 import { parseArgs } from "node:util";
+import { numberFlag, UsageError } from "./_args.ts";
 import { basename, join, resolve } from "node:path";
 import { init } from "../engine/runtime.ts";
 import { saveSafetensors, type TensorToWrite } from "../engine/safetensors.ts";
@@ -120,8 +121,6 @@ Other
 
 Ctrl-C (SIGINT) or SIGTERM: the current update finishes, a checkpoint is saved, exit code 130.`;
 
-class UsageError extends Error {}
-
 /** One micro-batch from a data source, ready for the trainer. */
 interface SourceBatch {
   batch: TrainBatch;
@@ -148,12 +147,7 @@ interface Source {
 }
 
 function intArg(name: string, v: string | undefined, def: number, min = 1): number {
-  if (v === undefined) return def;
-  const n = Number(v);
-  if (!(Number.isSafeInteger(n) && n >= min)) {
-    throw new UsageError(`--${name} must be an integer >= ${min}, got "${v}"`);
-  }
-  return n;
+  return numberFlag(name, v, { integer: true, min }) ?? def;
 }
 
 /** `--shift`: a mode name or a fixed α > 0. */
@@ -164,13 +158,6 @@ function parseShift(v: string): ShiftMode {
     throw new UsageError(`--shift must be train, inference, none or a number > 0, got "${v}"`);
   }
   return a;
-}
-
-function numArg(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${v}"`);
-  return n;
 }
 
 function mostCommon<T>(items: readonly T[], key: (t: T) => string): T | undefined {
@@ -530,10 +517,10 @@ export async function main(argv: string[]): Promise<number> {
     const logEvery = intArg("log-every", values["log-every"], 10);
     const validateEvery = intArg("validate-every", values["validate-every"], 0, 0);
     const warmup = intArg("warmup-steps", values["warmup-steps"], 0, 0);
-    const lr = numArg("lr", values.lr);
+    const lr = numberFlag("lr", values.lr);
     if (lr !== undefined && !(lr > 0)) throw new UsageError(`--lr must be > 0, got ${lr}`);
     const shift = values.shift !== undefined ? parseShift(values.shift) : undefined;
-    const ema = numArg("ema-decay", values["ema-decay"]);
+    const ema = numberFlag("ema-decay", values["ema-decay"]);
     if (ema !== undefined && !(ema > 0 && ema < 1)) {
       throw new UsageError(`--ema-decay must be in (0, 1), got ${ema}`);
     }

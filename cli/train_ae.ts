@@ -4,6 +4,7 @@
  * a progress bar, and an inference export (`train/ae_trainer.ts`).
  */
 import { parseArgs } from "node:util";
+import { numberFlag, UsageError } from "./_args.ts";
 import { join } from "node:path";
 import { init } from "../engine/runtime.ts";
 import { DcAe } from "../models/dc_ae/model.ts";
@@ -76,24 +77,12 @@ Ctrl-C saves a checkpoint (and the export) after the current step and exits with
 resume with --resume latest. Exit status: 0 done, 1 error, 2 bad command line.`;
 
 /** A bad command line (exit status 2). */
-class UsageError extends Error {}
-
 function int(name: string, v: string | undefined, min: number, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) {
-    throw new UsageError(`--${name} must be an integer >= ${min}, got '${v}'`);
-  }
-  return n;
+  return numberFlag(name, v, { integer: true, min }) ?? dflt;
 }
 
 function num(name: string, v: string | undefined, min: number, dflt: number, strict = false) {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < min || (strict && n === min)) {
-    throw new UsageError(`--${name} must be a number ${strict ? ">" : ">="} ${min}, got '${v}'`);
-  }
-  return n;
+  return numberFlag(name, v, strict ? { above: min } : { min }) ?? dflt;
 }
 
 /** A model config from a JSON file: Kino's own, a reference `DCAEConfig`, or a case.json. */

@@ -123,6 +123,11 @@ export interface GenerationSettings {
   motionScore: string | null;
   /** Negative prompt (the unconditional text branches). */
   negativePrompt: string;
+  /**
+   * A fixed timestep shift α (the config's `flow_shift`), e.g. the `--shift` a model was trained
+   * with; null for the resolution/length rule ({@linkcode resolutionShiftAlpha}).
+   */
+  flowShift: number | null;
   /** Base seed of the noise (sample k uses a seed derived from it and k). */
   seed: number;
 }
@@ -141,6 +146,7 @@ export const DEFAULT_SETTINGS: GenerationSettings = {
   fps: 24,
   motionScore: "4",
   negativePrompt: "",
+  flowShift: null,
   seed: 42,
 };
 
@@ -358,11 +364,20 @@ export function resolveSettings(info: BundleInfo, s: GenerationSettings): Resolv
   if (!Number.isInteger(s.steps) || s.steps < 1) {
     throw new RangeError(`--steps must be a positive integer, got ${s.steps}`);
   }
+  const flowShift = s.flowShift ?? null;
+  if (flowShift !== null && !(Number.isFinite(flowShift) && flowShift > 0)) {
+    throw new RangeError(`--shift must be a number > 0, got ${flowShift}`);
+  }
   return {
     ...s,
     ...size,
     latent: [info.ae.latentChannels, T, h, w],
-    schedule: getSchedule(s.steps, (h / p) * (w / p), T),
+    schedule: getSchedule(
+      s.steps,
+      (h / p) * (w / p),
+      T,
+      flowShift !== null ? { shiftAlpha: flowShift } : {},
+    ),
   };
 }
 

@@ -48,7 +48,7 @@ Deno.test("default model family: make-data, init-bundle, latent-stats, infer, ev
     const report = join(tmp, "eval.json");
     const ev = await runCli("eval_default.ts", [
       ...["--ckpt-dir", b, "--prompts", join(data, "heldout.csv"), "--limit", "2"],
-      ...["--steps", "2", "--guidance", "7", "--json", report],
+      ...["--steps", "2", "--guidance", "7", "--shift", "3", "--json", report],
     ]);
     expect(ev.code === 0, `eval-default exited ${ev.code}`, ev.out);
     const r = JSON.parse(await Deno.readTextFile(report));
@@ -60,7 +60,17 @@ Deno.test("default model family: make-data, init-bundle, latent-stats, infer, ev
     expect(r.acceptance.passed === false, "acceptance with 2 prompts", ev.out);
     // a bad number is the user's error, reported before any work
     const bad = await runCli("eval_default.ts", ["--ckpt-dir", b, "--guidance", "lots"]);
-    expect(bad.code === 2 && /--guidance lots/.test(bad.out), "bad --guidance", bad.out);
+    expect(
+      bad.code === 2 && /--guidance must be a number >= 0, got "lots"/.test(bad.out),
+      "bad --guidance",
+      bad.out,
+    );
+    const badShift = await runCli("eval_default.ts", ["--ckpt-dir", b, "--shift", "0"]);
+    expect(
+      badShift.code === 2 && /--shift must be a number > 0, got "0"/.test(badShift.out),
+      "bad --shift",
+      badShift.out,
+    );
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }

@@ -12,6 +12,7 @@ import { loadSafetensors, saveSafetensors } from "../../engine/safetensors.ts";
 import { writeTinyBundle } from "./_bundle.ts";
 import { expect, runCli } from "../_cli.ts";
 import { TextConditioner } from "../../models/text/conditioner.ts";
+import { linspaceF32, timeShift } from "../../models/sampling/schedule.ts";
 
 const infer = (args: string[]) => runCli("infer.ts", args);
 
@@ -165,6 +166,7 @@ fixtureTest(
           /does not exist/,
         ],
         [[...base, "--image", join(tmp, "nope.png"), "--output", bad], 2, /does not exist/],
+        [[...base, "--shift", "0", "--output", bad], 2, /--shift must be a number > 0/],
       ];
       const garbage = join(tmp, "garbage.png");
       await Deno.writeFile(garbage, new Uint8Array(64).fill(7));
@@ -193,6 +195,18 @@ fixtureTest(
       await Deno.writeFile(join(corrupt, "mmdit.safetensors"), new Uint8Array([1, 2, 3]));
       const r6 = await infer(["--ckpt-dir", corrupt, "--prompt", "x", "--output", bad]);
       expect(r6.code === 1 && /mmdit\.safetensors/.test(r6.out), "corrupt checkpoint", r6.out);
+      // --shift: a fixed schedule shift α replaces the resolution rule
+      const sh = join(tmp, "out", "shift.mp4");
+      const r9 = await infer([...base, "--shift", "3", "--output", sh]);
+      expect(r9.code === 0, `--shift run exited ${r9.code}`, r9.out);
+      const sched = JSON.parse(await Deno.readTextFile(`${sh}.json`)).schedule as number[];
+      const want = timeShift(3, linspaceF32(1, 0, 4));
+      expect(
+        sched.length === 4 && sched.every((x, i) => Math.abs(x - want[i]!) < 1e-6) &&
+          Math.abs(sched[1]! - 6 / 7) < 1e-6,
+        `--shift 3 schedule ${sched}, want ${want}`,
+        r9.out,
+      );
       void loadSafetensors;
       void saveSafetensors;
     } finally {

@@ -470,5 +470,5 @@ Deno.test("make-data: --help, unknown flags and bad values", async () => {
   assert(/Unknown option '--bogus'/.test(unknown.out), unknown.out);
   const bad = await makeData(["--count", "ten"]);
   assertEquals(bad.code, 2);
-  assert(/--count must be an integer >= 1, got 'ten'/.test(bad.out), bad.out);
+  assert(/--count must be an integer >= 1, got "ten"/.test(bad.out), bad.out);
 });
