@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import { numberFlag, UsageError } from "./_args.ts";
 import { writeDataset } from "../train/synthetic/dataset.ts";
 import { hasFfmpeg } from "../io/video.ts";
+import { type Motion, MOTIONS } from "../train/synthetic/scene.ts";
 
 const HELP = `Usage: deno task make-data [options]
 
@@ -30,11 +31,11 @@ Options:
   --fps N             frame rate (default 8)
   --seed N            random seed (default 0); the same seed writes the same dataset
   --holdout N         held-out colour x shape x direction combinations (default 12, of 60)
+  --motion M          drift: start anywhere, 1.5-3 px/frame (default); cross: edge to edge
+                      through the middle of the frame, so the caption fixes the layout
   --crf N             x264 quality, lower is better (default 12)
   --jobs N            clips encoded in parallel (default 4)
   -h, --help          this text`;
-
-/** A bad command line (exit status 2). */
 
 async function main(): Promise<number> {
   let values;
@@ -51,6 +52,7 @@ async function main(): Promise<number> {
         holdout: { type: "string" },
         crf: { type: "string" },
         jobs: { type: "string" },
+        motion: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -66,11 +68,13 @@ async function main(): Promise<number> {
   }
   let opts;
   try {
-    const fps = values.fps === undefined ? undefined : Number(values.fps);
-    if (fps !== undefined && !(fps > 0)) {
-      throw new UsageError(`--fps must be a positive number, got '${values.fps}'`);
+    const fps = numberFlag("fps", values.fps, { above: 0 });
+    const motion = values.motion ?? "drift";
+    if (!(MOTIONS as readonly string[]).includes(motion)) {
+      throw new UsageError(`--motion must be ${MOTIONS.join(" or ")}, got "${motion}"`);
     }
     opts = {
+      motion: motion as Motion,
       count: numberFlag("count", values.count, { integer: true, min: 1 }),
       size: numberFlag("size", values.size, { integer: true, min: 16 }),
       frames: numberFlag("frames", values.frames, { integer: true, min: 2 }),

@@ -76,7 +76,6 @@ Training:
 Ctrl-C saves a checkpoint (and the export) after the current step and exits with status 130;
 resume with --resume latest. Exit status: 0 done, 1 error, 2 bad command line.`;
 
-/** A bad command line (exit status 2). */
 function int(name: string, v: string | undefined, min: number, dflt: number): number {
   return numberFlag(name, v, { integer: true, min }) ?? dflt;
 }

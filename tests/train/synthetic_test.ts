@@ -30,7 +30,10 @@ import {
 import {
   BACKGROUNDS,
   COLOURS,
+  CROSS_BAND_FRACTION,
   DIRECTIONS,
+  MARGIN_FRACTION,
+  type Motion,
   packFrames,
   renderBackground,
   renderScene,
@@ -46,12 +49,13 @@ const G = { width: 64, height: 64, frames: 16 };
 const KEYS = ["colour", "shape", "direction"] as const;
 
 /** One scene per combination × size, backgrounds cycling: 180 clips covering every value. */
-function sweep(seed: number, geometry = G): Scene[] {
+function sweep(seed: number, geometry = G, motion: Motion = "drift"): Scene[] {
   const out: Scene[] = [];
   for (const c of allCombos()) {
     for (const size of SIZES) {
       const background = BACKGROUNDS[out.length % BACKGROUNDS.length]!;
-      out.push(sampleScene(new Rng(seed + out.length), geometry, { ...c, size, background }));
+      const attrs = { ...c, size, background };
+      out.push(sampleScene(new Rng(seed + out.length), geometry, attrs, motion));
     }
   }
   return out;
@@ -140,6 +144,37 @@ Deno.test("scene: the shape stays inside the frame, away from the border, and mo
       const max = (geometry.height === 80 ? 48 : 64) / 64 * 3;
       assert(speed <= max + 1e-9 && speed > 0.5, `speed ${speed}`);
       if (geometry === G) assert(speed >= 1.5, `speed ${speed} at 64 px`);
+    }
+  }
+});
+
+Deno.test("scene: cross motion goes edge to edge through the middle band, inside the frame", () => {
+  for (const geometry of [G, { width: 48, height: 80, frames: 24 }]) {
+    const { width: w, height: h, frames: T } = geometry;
+    const band = Math.min(w, h) * CROSS_BAND_FRACTION;
+    for (const s of sweep(77, geometry, "cross")) {
+      const horizontal = s.direction === "left" || s.direction === "right";
+      const along = horizontal ? 0 : 1, across = 1 - along;
+      const side = horizontal ? w : h;
+      const lo = s.radius + Math.min(w, h) * MARGIN_FRACTION;
+      const end = s.start[along]! + (T - 1) * s.velocity[along]!;
+      const sign = s.direction === "right" || s.direction === "down" ? 1 : -1;
+      const [first, last] = sign > 0 ? [lo, side - lo] : [side - lo, lo];
+      assert(Math.abs(s.start[along]! - first) < 1e-9, `${comboKey(s)} starts at ${s.start}`);
+      assert(Math.abs(end - last) < 1e-9, `${comboKey(s)} ends at ${end}, want ${last}`);
+      assert(s.velocity[across] === 0, `${comboKey(s)} drifts across: ${s.velocity}`);
+      const mid = (horizontal ? h : w) / 2;
+      assert(Math.abs(s.start[across]! - mid) <= band + 1e-9, `${comboKey(s)} off the band`);
+      const bg = renderBackground(s, w, h);
+      for (const f of [renderScene(s, geometry)[0]!, renderScene(s, geometry).at(-1)!]) {
+        for (let p = 0; p < w * h; p++) {
+          const x = p % w, y = Math.floor(p / w);
+          if (x !== 0 && y !== 0 && x !== w - 1 && y !== h - 1) continue;
+          const same = f[p * 3] === bg[p * 3] && f[p * 3 + 1] === bg[p * 3 + 1] &&
+            f[p * 3 + 2] === bg[p * 3 + 2];
+          assert(same, `${comboKey(s)} ${s.size} touches the border`);
+        }
+      }
     }
   }
 });
@@ -471,4 +506,7 @@ Deno.test("make-data: --help, unknown flags and bad values", async () => {
   const bad = await makeData(["--count", "ten"]);
   assertEquals(bad.code, 2);
   assert(/--count must be an integer >= 1, got "ten"/.test(bad.out), bad.out);
+  const motion = await makeData(["--motion", "zigzag"]);
+  assertEquals(motion.code, 2);
+  assert(/--motion must be drift or cross, got "zigzag"/.test(motion.out), motion.out);
 });

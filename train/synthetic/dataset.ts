@@ -14,9 +14,12 @@ import {
   BACKGROUNDS,
   type Colour,
   COLOURS,
+  CROSS_BAND_FRACTION,
   type Direction,
   DIRECTIONS,
   mixSeed,
+  type Motion,
+  MOTIONS,
   packFrames,
   PALETTE,
   renderScene,
@@ -51,6 +54,8 @@ export interface DatasetOptions {
   fps?: number;
   /** Master seed (default 0). */
   seed?: number;
+  /** How the shapes move (default `drift`). */
+  motion?: Motion;
   /** Number of held-out colour×shape×direction combinations (default 12). */
   holdout?: number;
   /** Prompts written to heldout.csv per held-out combination (default 2; the first is canonical). */
@@ -239,6 +244,10 @@ export async function writeDataset(
   if (!Number.isInteger(seed)) throw new RangeError(`writeDataset: seed must be an integer`);
   const perHoldout = positiveInt("promptsPerHoldout", opts.promptsPerHoldout ?? 2);
   const crf = opts.crf ?? 12;
+  const motion = opts.motion ?? "drift";
+  if (!MOTIONS.includes(motion)) {
+    throw new RangeError(`writeDataset: motion must be ${MOTIONS.join(" or ")}, got "${motion}"`);
+  }
   const concurrency = positiveInt("concurrency", opts.concurrency ?? 4);
   const heldout = chooseHoldout(opts.holdout ?? 12, seed);
   const heldKeys = new Set(heldout.map(comboKey));
@@ -254,7 +263,7 @@ export async function writeDataset(
     while (next < count) {
       const i = next++;
       const { rng, attrs } = trainClip(i, seed, train);
-      const scene = sampleScene(rng, geometry, attrs);
+      const scene = sampleScene(rng, geometry, attrs, motion);
       // Ends with "." so that the training caption ("... . 8 FPS.", data.md §3) reads like the
       // inference prompt (addFpsInfo ends the text with "." before " 8 FPS.").
       const text = `${makeCaption(scene, rng)}.`;
@@ -296,7 +305,10 @@ export async function writeDataset(
     palette: PALETTE,
     backgroundRgb: BACKGROUND_RGB,
     sizeFraction: SIZE_FRACTION,
-    speedRangePxPerFrameAt64: SPEED_RANGE,
+    motion,
+    ...(motion === "cross"
+      ? { crossBandFraction: CROSS_BAND_FRACTION }
+      : { speedRangePxPerFrameAt64: SPEED_RANGE }),
     heldoutCombos: heldout,
     heldoutPrompts: prompts.length,
     trainCombos: train.length,

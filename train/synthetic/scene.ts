@@ -65,6 +65,17 @@ export const MARGIN_FRACTION = 1 / 32;
 /** Speed range in pixels per frame at 64 px (scaled with the frame side). */
 export const SPEED_RANGE: readonly [number, number] = [1.5, 3];
 
+/**
+ * How a shape moves: `drift` starts anywhere the whole travel fits, at 1.5-3 px/frame;
+ * `cross` goes from one edge to the opposite one in the clip, through the middle band of the
+ * frame ({@linkcode CROSS_BAND_FRACTION}), so that the caption fixes the layout of every frame.
+ */
+export const MOTIONS = ["drift", "cross"] as const;
+export type Motion = typeof MOTIONS[number];
+
+/** `cross` motion: the centre stays within this fraction of the side around the middle line. */
+export const CROSS_BAND_FRACTION = 1 / 16;
+
 /** The attributes a caption talks about. */
 export interface SceneAttributes {
   shape: Shape;
@@ -174,13 +185,15 @@ function checkGeometry(fn: string, g: ClipGeometry): void {
 
 /**
  * Samples a scene. Attributes given in `attrs` are kept, the others are drawn uniformly; then
- * the size jitter, speed (1.5-3 px/frame at 64 px, lowered when the clip is too long for the
- * frame), start position (so the shape stays fully visible), colour jitter and texture seed.
+ * the size jitter, speed and start position (see {@linkcode MOTIONS}; the shape stays fully
+ * visible), colour jitter and texture seed. `drift` moves at 1.5-3 px/frame at 64 px (lowered
+ * when the clip is too long for the frame).
  */
 export function sampleScene(
   rng: Rng,
   geometry: ClipGeometry,
   attrs: Partial<SceneAttributes> = {},
+  motion: Motion = "drift",
 ): Scene {
   checkGeometry("sampleScene", geometry);
   const { width, height, frames } = geometry;
@@ -198,11 +211,19 @@ export function sampleScene(
   const room = along - 2 * (radius + margin); // centre travel that keeps the shape inside
   const scale = side / 64;
   const vMax = room / (frames - 1);
-  const speed = Math.min(rng.uniform(SPEED_RANGE[0] * scale, SPEED_RANGE[1] * scale), vMax);
-  const travel = speed * (frames - 1);
   const lo = radius + margin;
-  const a0 = rng.uniform(lo, lo + Math.max(0, room - travel));
-  const b0 = rng.uniform(lo, across - lo);
+  let speed: number, a0: number, b0: number;
+  if (motion === "cross") {
+    speed = vMax; // edge to edge over the clip
+    a0 = lo;
+    const band = side * CROSS_BAND_FRACTION;
+    b0 = Math.min(across - lo, Math.max(lo, across / 2 + rng.uniform(-band, band)));
+  } else {
+    speed = Math.min(rng.uniform(SPEED_RANGE[0] * scale, SPEED_RANGE[1] * scale), vMax);
+    const travel = speed * (frames - 1);
+    a0 = rng.uniform(lo, lo + Math.max(0, room - travel));
+    b0 = rng.uniform(lo, across - lo);
+  }
   const sign = direction === "right" || direction === "down" ? 1 : -1;
   // Moving towards -axis: start near the far end so the whole travel fits.
   const startAlong = sign > 0 ? a0 : along - a0;
