@@ -125,7 +125,7 @@ export interface GenerationSettings {
   negativePrompt: string;
   /**
    * A fixed timestep shift α (the config's `flow_shift`), e.g. the `--shift` a model was trained
-   * with; null for the resolution/length rule ({@linkcode resolutionShiftAlpha}).
+   * with; null for the resolution/length rule (`resolutionShiftAlpha`).
    */
   flowShift: number | null;
   /** Base seed of the noise (sample k uses a seed derived from it and k). */
