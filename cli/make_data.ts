@@ -33,6 +33,10 @@ Options:
   --holdout N         held-out colour x shape x direction combinations (default 12, of 60)
   --motion M          drift: start anywhere, 1.5-3 px/frame (default); cross: edge to edge
                       through the middle of the frame, so the caption fixes the layout
+  --caption-variants N
+                      extra train.csv rows per clip (default 0), each the same video with a
+                      caption that leaves out the colour or the direction ("a square moving
+                      left", "a red square"), after all the full captions
   --crf N             x264 quality, lower is better (default 12)
   --jobs N            clips encoded in parallel (default 4)
   -h, --help          this text`;
@@ -53,6 +57,7 @@ async function main(): Promise<number> {
         crf: { type: "string" },
         jobs: { type: "string" },
         motion: { type: "string" },
+        "caption-variants": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -83,6 +88,10 @@ async function main(): Promise<number> {
       holdout: numberFlag("holdout", values.holdout, { integer: true, min: 0 }),
       crf: numberFlag("crf", values.crf, { integer: true, min: 0 }),
       concurrency: numberFlag("jobs", values.jobs, { integer: true, min: 1 }),
+      captionVariants: numberFlag("caption-variants", values["caption-variants"], {
+        integer: true,
+        min: 0,
+      }),
     };
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;

@@ -33,6 +33,10 @@
  * bucket probabilities leave out of epoch 0 are skipped (`no-bucket`). Train from the CSV
  * (`deno task train --csv`) for the reference's per-epoch crops.
  *
+ * **Caption variants share an encode.** Rows that name the same file and land in the same bucket
+ * (`make-data --caption-variants`) get the first such row's `latent` and `ref` (its crop); only
+ * their own captions are encoded, so a variant costs a text encode, not a video encode.
+ *
  * @module
  */
 import { join, resolve } from "node:path";
@@ -514,27 +518,48 @@ export async function buildCache(o: BuildCacheOptions): Promise<CacheReport> {
     const progress = () =>
       o.onProgress?.({ total: todo.length, done, encoded, reused, skipped: skipped.length });
     progress();
+    // Rows that name the same video in the same bucket (caption variants) share the first
+    // such row's latents: only their captions are encoded.
+    const firstOf = new Map<string, string>();
+    const video = async (a: typeof todo[number], bucket: BucketInfo) => {
+      try {
+        return { kind: "video" as const, video: await ds.loadSample(a.index, bucket, 0) };
+      } catch (e) {
+        return { kind: "failed" as const, ...classifyLoadError(e) };
+      }
+    };
     // decode the next clip while the current one is encoded
     const load = (k: number) => {
       const a = todo[k]!;
       const bucket = ds.buckets.info(a.bucket!);
       const file = join(LATENTS_DIR, `${padIndex(a.index)}.safetensors`);
+      const key = `${ds.row(a.index).path}\n${bucket.key}`;
+      const source = firstOf.get(key);
+      if (source === undefined) firstOf.set(key, file);
       const p = (async () => {
         if (await readEntry(join(o.out, file))) return { kind: "reused" as const };
-        try {
-          return { kind: "video" as const, video: await ds.loadSample(a.index, bucket, 0) };
-        } catch (e) {
-          return { kind: "failed" as const, ...classifyLoadError(e) };
-        }
+        if (source !== undefined) return { kind: "shared" as const, source };
+        return await video(a, bucket);
       })();
       return { a, bucket, file, p };
     };
     let next = todo.length ? load(0) : null;
     for (let k = 0; k < todo.length; k++) {
       const cur = next!;
-      const got = await cur.p;
+      let got = await cur.p;
       next = k + 1 < todo.length ? load(k + 1) : null;
       const row = ds.row(cur.a.index);
+      if (got.kind === "shared") {
+        const entry = await encodeShared(enc, join(o.out, got.source), row, cur.file, o.out, st);
+        if (entry) {
+          index.entries.push(entry);
+          encoded++;
+          done++;
+          progress();
+          continue;
+        }
+        got = await video(cur.a, cur.bucket); // the first row's clip failed: try this one's
+      }
       if (got.kind === "reused") {
         index.entries.push((await readEntry(join(o.out, cur.file)))!);
         reused++;
@@ -573,6 +598,51 @@ function aeSummary(ae: DcAeConfig): CacheIndex["bundle"]["ae"] {
     spatialCompression: ae.spatialCompression,
     timeCompression: ae.timeCompression,
   };
+}
+
+/**
+ * The entry of a row whose video another row already encoded (`source`, same bucket): that
+ * row's latents with this row's caption encoded. Null when `source` is missing or unreadable.
+ */
+async function encodeShared(
+  enc: FrozenEncoders,
+  source: string,
+  row: { index: number; line: number; text: string; caption: string },
+  file: string,
+  out: string,
+  st: (data: Float32Array, shape: number[]) => TensorToWrite,
+): Promise<CacheEntry | null> {
+  const first = await readEntry(source);
+  if (!first) return null;
+  const tensors: Record<string, TensorToWrite> = {};
+  {
+    using f = await SafeTensorsFile.open(source);
+    for (const name of first.hasRef ? ["latent", "ref"] : ["latent"]) {
+      tensors[name] = st(await f.readF32(name), [...f.tensors.get(name)!.shape]);
+    }
+  }
+  const { txt, yVec } = noGrad(() => enc.text.encode([row.caption]));
+  try {
+    const [t, y] = await readAll([txt, yVec]);
+    tensors.txt = st(t!, txt.shape.slice(1));
+    tensors.y_vec = st(y!, yVec.shape.slice(1));
+  } finally {
+    txt.dispose();
+    yVec.dispose();
+  }
+  const entry: CacheEntry = {
+    ...first,
+    file,
+    index: row.index,
+    line: row.line,
+    text: row.text,
+    caption: row.caption,
+  };
+  await saveSafetensors(join(out, file), tensors, {
+    format: "kino-latent-cache-clip",
+    [ENTRY_KEY]: JSON.stringify(entry),
+  });
+  return entry;
 }
 
 async function encodeOne(

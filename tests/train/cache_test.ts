@@ -279,3 +279,78 @@ fixtureTest(
     }
   },
 );
+
+fixtureTest(
+  "cache: rows naming the same clip share its latents, each with its own caption",
+  async (fx) => {
+    expect(FFMPEG, "ffmpeg/ffprobe are required");
+    const tmp = await Deno.makeTempDir();
+    try {
+      const bundle = join(tmp, "bundle");
+      await writeTinyBundle(fx, bundle);
+      await writeMp4(join(tmp, "s0.mp4"), 8, 64, 64, 8);
+      await writeMp4(join(tmp, "s1.mp4"), 8, 64, 64, 8);
+      const csv = join(tmp, "data.csv");
+      // s0 three times (caption variants, as make-data --caption-variants writes them), s1 once
+      await Deno.writeTextFile(
+        csv,
+        "path,text\ns0.mp4,a red square moving left\ns1.mp4,a blue circle moving up\n" +
+          "s0.mp4,a square moving left\ns0.mp4,a red square\n",
+      );
+      const buckets = join(tmp, "buckets.json");
+      await Deno.writeTextFile(buckets, JSON.stringify({ "64px": { "8": [1.0, 2] } }));
+      const out = join(tmp, "cache");
+      const args = ["--csv", csv, "--ckpt-dir", bundle, "--out", out, "--buckets", buckets];
+      const r = await run(args);
+      expect(r.code === 0 && /encoded 4, reused 0, skipped 0 rows/.test(r.out), "cache run", r.out);
+      const idx = JSON.parse(await Deno.readTextFile(join(out, "cache.json"))) as CacheIndex;
+      assertEquals(idx.entries.map((e) => [e.index, e.path.endsWith("s0.mp4")]), [
+        [0, true],
+        [1, false],
+        [2, true],
+        [3, true],
+      ]);
+      const clips = await Promise.all(idx.entries.map((e) => readClip(join(out, e.file))));
+      const [first, , v1, v2] = clips as [
+        typeof clips[0],
+        typeof clips[0],
+        typeof clips[0],
+        typeof clips[0],
+      ];
+      for (const v of [v1, v2]) {
+        assertEquals(v.latent!.data, first.latent!.data, "shared latent");
+        assertEquals(v.ref!.data, first.ref!.data, "shared reference latent");
+        assertEquals(v.latent!.shape, first.latent!.shape);
+      }
+      // each row's own caption, encoded as training would
+      const text = await TextConditioner.fromFolders(join(bundle, "t5"), join(bundle, "clip"), {
+        t5MaxLength: 12,
+        clipMaxLength: 16,
+      });
+      try {
+        for (const [k, e] of idx.entries.entries()) {
+          const emb = text.encode([e.caption]);
+          const [t, y] = await readAll([emb.txt, emb.yVec]);
+          emb.txt.dispose();
+          emb.yVec.dispose();
+          const f16 = { atol: 2e-3, rtol: 1e-3, label: `row ${e.index} (${e.caption})` };
+          assertClose(clips[k]!.txt!.data, t!, f16);
+          assertClose(clips[k]!.y_vec!.data, y!, f16);
+        }
+      } finally {
+        text.dispose();
+      }
+      assert(v1.y_vec!.data.some((x, i) => x !== first.y_vec!.data[i]), "variant caption encoded");
+      // the first row's file gone: a rerun re-encodes it, the variants' files are reused
+      await Deno.remove(join(out, idx.entries[0]!.file));
+      const r2 = await run(args);
+      expect(r2.code === 0 && /encoded 1, reused 3/.test(r2.out), "resumed cache run", r2.out);
+      assertEquals(
+        (await readClip(join(out, idx.entries[0]!.file))).latent!.data,
+        first.latent!.data,
+      );
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
+  },
+);

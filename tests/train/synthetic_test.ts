@@ -9,7 +9,14 @@ import { parse } from "npm:csv-parse@5.6.0/sync";
 import { readDatasetCsv } from "../../train/data/csv.ts";
 import { readVideo, writeVideo } from "../../io/video.ts";
 import { ffTest } from "../io/_helpers.ts";
-import { canonicalCaption, makeCaption, parsePrompt } from "../../train/synthetic/captions.ts";
+import {
+  canonicalCaption,
+  DROPPABLE,
+  makeCaption,
+  parsePrompt,
+  partialCaption,
+} from "../../train/synthetic/captions.ts";
+import { defaultVocabulary } from "../../train/synthetic/default_model.ts";
 import {
   allCombos,
   chooseHoldout,
@@ -224,6 +231,30 @@ Deno.test("captions: every generated caption parses back to its attributes", () 
   }
 });
 
+Deno.test("captions: variants leave out the colour or the direction, keep the rest, use known words", () => {
+  const vocab = new Set(defaultVocabulary().map(([p]) => p.replace(/^\u2581/, "")));
+  const train = allCombos();
+  const seen = { colour: 0, direction: 0 };
+  for (let i = 0; i < 2000; i++) {
+    const { rng, attrs } = trainClip(i, 5, train);
+    const s = sampleScene(rng, G, attrs);
+    const drop = DROPPABLE[i % 2]!;
+    const text = partialCaption(s, drop, rng);
+    // the dropped attribute is missing, so the evaluator's parser refuses it ...
+    assertEquals(parsePrompt(text), null, `'${text}' names all three attributes`);
+    // ... and adding it back gives the scene's attributes
+    const full = drop === "colour" ? `${s.colour} ${text}` : `${text} moving ${s.direction}`;
+    const p = parsePrompt(full);
+    assert(p, `'${full}' did not parse`);
+    for (const k of KEYS) assertEquals(p[k], s[k], `'${text}' (${drop} dropped): ${k}`);
+    for (const w of text.split(/[^a-z]+/).filter((w) => w)) {
+      assert(vocab.has(w), `'${text}': "${w}" is not in the default tokenizer's vocabulary`);
+    }
+    seen[drop]++;
+  }
+  assertEquals(seen, { colour: 1000, direction: 1000 });
+});
+
 Deno.test("holdout: held-out combinations never train, every value and pair still does", () => {
   for (const [n, seed] of [[12, 0], [16, 3], [20, 1]] as const) {
     const held = chooseHoldout(n, seed);
@@ -428,7 +459,10 @@ ffTest("make-data: writes 12 clips whose CSV, files and captions agree", async (
     const dir2 = `${dir}_again`;
     const [r, again] = await Promise.all([
       makeData(["--out", dir, "--count", "12", "--seed", "3", "--frames", "12"]),
-      makeData(["--out", dir2, "--count", "3", "--seed", "3", "--frames", "12", "--jobs", "1"]),
+      makeData([
+        ...["--out", dir2, "--count", "3", "--seed", "3", "--frames", "12", "--jobs", "1"],
+        ...["--caption-variants", "2"],
+      ]),
     ]);
     assertEquals(r.code, 0, r.out);
     assert(/wrote 12 clips/.test(r.out) && /12\/12 clips/.test(r.out), r.out);
@@ -482,10 +516,29 @@ ffTest("make-data: writes 12 clips whose CSV, files and captions agree", async (
     // the clips show what their captions say
     const report = evaluateVideos(samples);
     for (const k of KEYS) assertEquals(report.score[k].accuracy, 1, formatReport(report));
-    // same seed, same clips and captions (clip i depends only on the seed and i)
+    // same seed, same clips and captions (clip i depends only on the seed and i); caption
+    // variants come after the full captions, two per clip, naming the same clips
     assertEquals(again.code, 0, again.out);
     const lines = (await Deno.readTextFile(`${dir}/train.csv`)).split("\n");
-    assertEquals(await Deno.readTextFile(`${dir2}/train.csv`), lines.slice(0, 4).join("\n") + "\n");
+    const lines2 = (await Deno.readTextFile(`${dir2}/train.csv`)).trimEnd().split("\n");
+    assertEquals(lines2.slice(0, 4), lines.slice(0, 4));
+    const variants = parse(lines2.slice(4).join("\n"), {
+      columns: Object.keys(rows[0]!),
+    }) as Record<
+      string,
+      string
+    >[];
+    assertEquals(variants.map((v) => v.path), [0, 1, 2, 0, 1, 2].map((i) => rows[i]!.path));
+    for (const [k, v] of variants.entries()) {
+      assertEquals({ ...v, text: "" }, { ...rows[k % 3]!, text: "" }, v.text);
+      assert(v.text!.endsWith(".") && parsePrompt(v.text!) === null, `variant '${v.text}'`);
+      const p = parsePrompt(rows[k % 3]!.text!)!;
+      assert(
+        new RegExp(`\\b${p.shape}\\b`).test(v.text!),
+        `'${v.text}' does not name the ${p.shape}`,
+      );
+    }
+    assertEquals(JSON.parse(await Deno.readTextFile(`${dir2}/meta.json`)).captionVariants, 2);
     assertEquals(
       await Deno.readFile(`${dir2}/videos/00002.mp4`),
       await Deno.readFile(`${dir}/videos/00002.mp4`),
@@ -506,6 +559,9 @@ Deno.test("make-data: --help, unknown flags and bad values", async () => {
   const bad = await makeData(["--count", "ten"]);
   assertEquals(bad.code, 2);
   assert(/--count must be an integer >= 1, got "ten"/.test(bad.out), bad.out);
+  const variants = await makeData(["--caption-variants=-1"]);
+  assertEquals(variants.code, 2);
+  assert(/--caption-variants must be an integer >= 0, got "-1"/.test(variants.out), variants.out);
   const motion = await makeData(["--motion", "zigzag"]);
   assertEquals(motion.code, 2);
   assert(/--motion must be drift or cross, got "zigzag"/.test(motion.out), motion.out);

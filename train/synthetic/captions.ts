@@ -11,6 +11,8 @@
  *                 | "to the top" | "down" | "downward" | "to the bottom"
  *     background := " on a " bg " background" | ", " bg " background"
  *
+ * {@linkcode partialCaption} writes the same grammar with the colour or the motion left out.
+ *
  * {@linkcode parsePrompt} reads these captions back, and also free text that names one colour,
  * one shape and one direction with the synonyms in {@linkcode SYNONYMS}.
  */
@@ -107,6 +109,29 @@ export function makeCaption(a: SceneAttributes, rng: Rng): string {
   const noun = `${size ? size + " " : ""}${a.colour} ${a.shape}`;
   const subject = rng.next() < 0.85 ? `${article(noun)} ${noun}` : noun;
   let text = `${subject} ${rng.pick(VERBS)} ${rng.pick(DIR_PHRASES[a.direction])}`;
+  if (rng.next() < 0.5) {
+    const bg = rng.pick(BG_WORDS[a.background]);
+    text += rng.next() < 0.6 ? ` on ${article(bg)} ${bg} background` : `, ${bg} background`;
+  }
+  return text;
+}
+
+/** Attributes a caption variant may leave out ({@linkcode partialCaption}). */
+export const DROPPABLE = ["colour", "direction"] as const;
+/** An attribute a caption variant leaves out. */
+export type Droppable = typeof DROPPABLE[number];
+
+/**
+ * A caption of the grammar that leaves one attribute out: "a small square moving left" (no
+ * colour) or "a red square on a gray background" (no direction). Training on such variants beside
+ * the full captions makes each word carry its own attribute, rather than the model learning each
+ * (colour, shape, direction) combination as a whole. The shape is always named.
+ */
+export function partialCaption(a: SceneAttributes, drop: Droppable, rng: Rng): string {
+  const size = rng.next() < 0.6 ? rng.pick(SIZE_WORDS[a.size]) : "";
+  const words = [size, drop === "colour" ? "" : a.colour, a.shape].filter((w) => w).join(" ");
+  let text = `${article(words)} ${words}`;
+  if (drop !== "direction") text += ` ${rng.pick(VERBS)} ${rng.pick(DIR_PHRASES[a.direction])}`;
   if (rng.next() < 0.5) {
     const bg = rng.pick(BG_WORDS[a.background]);
     text += rng.next() < 0.6 ? ` on ${article(bg)} ${bg} background` : `, ${bg} background`;

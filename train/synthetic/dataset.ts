@@ -8,7 +8,7 @@
  */
 import { parse } from "npm:csv-parse@5.6.0/sync";
 import { writeVideo } from "../../io/video.ts";
-import { canonicalCaption, makeCaption } from "./captions.ts";
+import { canonicalCaption, DROPPABLE, makeCaption, partialCaption } from "./captions.ts";
 import {
   BACKGROUND_RGB,
   BACKGROUNDS,
@@ -56,6 +56,12 @@ export interface DatasetOptions {
   seed?: number;
   /** How the shapes move (default `drift`). */
   motion?: Motion;
+  /**
+   * Extra `train.csv` rows per clip (default 0), each naming the same video with a caption that
+   * leaves the colour or the direction out ({@linkcode partialCaption}). They follow all the full
+   * captions, so rows 0..count-1 are the same with or without variants.
+   */
+  captionVariants?: number;
   /** Number of held-out colour×shape×direction combinations (default 12). */
   holdout?: number;
   /** Prompts written to heldout.csv per held-out combination (default 2; the first is canonical). */
@@ -248,6 +254,7 @@ export async function writeDataset(
   if (!MOTIONS.includes(motion)) {
     throw new RangeError(`writeDataset: motion must be ${MOTIONS.join(" or ")}, got "${motion}"`);
   }
+  const variants = positiveInt("captionVariants", opts.captionVariants ?? 0, 0);
   const concurrency = positiveInt("concurrency", opts.concurrency ?? 4);
   const heldout = chooseHoldout(opts.holdout ?? 12, seed);
   const heldKeys = new Set(heldout.map(comboKey));
@@ -256,7 +263,7 @@ export async function writeDataset(
   await Deno.mkdir(`${dir}/videos`, { recursive: true });
   const geometry = { width, height, frames };
   const digits = Math.max(5, String(count - 1).length);
-  const rows: (string | number)[][] = new Array(count);
+  const rows: (string | number)[][] = new Array(count * (1 + variants));
   let next = 0;
   let done = 0;
   const worker = async () => {
@@ -271,6 +278,12 @@ export async function writeDataset(
       const clip = packFrames(renderScene(scene, geometry));
       await writeVideo(`${dir}/${rel}`, clip, { t: frames, h: height, w: width, fps, crf });
       rows[i] = [rel, text, frames, height, width, height / width, height * width, fps];
+      for (let v = 1; v <= variants; v++) {
+        // own stream: the full captions and the clips do not depend on the variants
+        const vr = new Rng(mixSeed(seed, 0xca9, v, i));
+        const part = `${partialCaption(scene, vr.pick(DROPPABLE), vr)}.`;
+        rows[v * count + i] = [rel, part, ...rows[i]!.slice(2)];
+      }
       opts.onProgress?.(++done, count);
     }
   };
@@ -306,6 +319,7 @@ export async function writeDataset(
     backgroundRgb: BACKGROUND_RGB,
     sizeFraction: SIZE_FRACTION,
     motion,
+    captionVariants: variants,
     ...(motion === "cross"
       ? { crossBandFraction: CROSS_BAND_FRACTION }
       : { speedRangePxPerFrameAt64: SPEED_RANGE }),
