@@ -368,13 +368,18 @@ function diffSettings(a: CacheSettings, b: CacheSettings): string[] {
 async function readEntry(path: string): Promise<CacheEntry | null> {
   try {
     using f = await SafeTensorsFile.open(path);
-    const e = JSON.parse(f.metadata[ENTRY_KEY] ?? "null") as CacheEntry | null;
-    if (!e || !f.has("latent") || !f.has("txt") || !f.has("y_vec")) return null;
-    if (e.hasRef && !f.has("ref")) return null;
-    return e;
+    return entryOf(f);
   } catch {
     return null;
   }
+}
+
+/** The entry an open clip file holds, or null when it lacks one or one of its tensors. */
+function entryOf(f: SafeTensorsFile): CacheEntry | null {
+  const e = JSON.parse(f.metadata[ENTRY_KEY] ?? "null") as CacheEntry | null;
+  if (!e || !f.has("latent") || !f.has("txt") || !f.has("y_vec")) return null;
+  if (e.hasRef && !f.has("ref")) return null;
+  return e;
 }
 
 // ---------------------------------------------------------------- building
@@ -612,14 +617,17 @@ async function encodeShared(
   out: string,
   st: (data: Float32Array, shape: number[]) => TensorToWrite,
 ): Promise<CacheEntry | null> {
-  const first = await readEntry(source);
-  if (!first) return null;
   const tensors: Record<string, TensorToWrite> = {};
-  {
+  let first: CacheEntry | null;
+  try {
     using f = await SafeTensorsFile.open(source);
+    first = entryOf(f);
+    if (!first) return null;
     for (const name of first.hasRef ? ["latent", "ref"] : ["latent"]) {
       tensors[name] = st(await f.readF32(name), [...f.tensors.get(name)!.shape]);
     }
+  } catch {
+    return null;
   }
   const { txt, yVec } = noGrad(() => enc.text.encode([row.caption]));
   try {

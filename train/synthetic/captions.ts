@@ -108,12 +108,15 @@ export function makeCaption(a: SceneAttributes, rng: Rng): string {
   const size = rng.next() < 0.6 ? rng.pick(SIZE_WORDS[a.size]) : "";
   const noun = `${size ? size + " " : ""}${a.colour} ${a.shape}`;
   const subject = rng.next() < 0.85 ? `${article(noun)} ${noun}` : noun;
-  let text = `${subject} ${rng.pick(VERBS)} ${rng.pick(DIR_PHRASES[a.direction])}`;
-  if (rng.next() < 0.5) {
-    const bg = rng.pick(BG_WORDS[a.background]);
-    text += rng.next() < 0.6 ? ` on ${article(bg)} ${bg} background` : `, ${bg} background`;
-  }
-  return text;
+  return `${subject} ${rng.pick(VERBS)} ${rng.pick(DIR_PHRASES[a.direction])}` +
+    backgroundPhrase(a.background, rng);
+}
+
+/** The optional background phrase: " on a gray background", ", dark background" or "" (p 0.5). */
+function backgroundPhrase(background: Background, rng: Rng): string {
+  if (rng.next() >= 0.5) return "";
+  const bg = rng.pick(BG_WORDS[background]);
+  return rng.next() < 0.6 ? ` on ${article(bg)} ${bg} background` : `, ${bg} background`;
 }
 
 /** Attributes a caption variant may leave out ({@linkcode partialCaption}). */
@@ -130,13 +133,10 @@ export type Droppable = typeof DROPPABLE[number];
 export function partialCaption(a: SceneAttributes, drop: Droppable, rng: Rng): string {
   const size = rng.next() < 0.6 ? rng.pick(SIZE_WORDS[a.size]) : "";
   const words = [size, drop === "colour" ? "" : a.colour, a.shape].filter((w) => w).join(" ");
-  let text = `${article(words)} ${words}`;
-  if (drop !== "direction") text += ` ${rng.pick(VERBS)} ${rng.pick(DIR_PHRASES[a.direction])}`;
-  if (rng.next() < 0.5) {
-    const bg = rng.pick(BG_WORDS[a.background]);
-    text += rng.next() < 0.6 ? ` on ${article(bg)} ${bg} background` : `, ${bg} background`;
-  }
-  return text;
+  const motion = drop === "direction"
+    ? ""
+    : ` ${rng.pick(VERBS)} ${rng.pick(DIR_PHRASES[a.direction])}`;
+  return `${article(words)} ${words}${motion}${backgroundPhrase(a.background, rng)}`;
 }
 
 type Entry<K extends string> = { value: K; words: string[] };
