@@ -16,6 +16,8 @@ export interface NumberFlagOptions {
   min?: number;
   /** Values must be greater than this (exclusive). */
   above?: number;
+  /** Largest allowed value (inclusive). */
+  max?: number;
 }
 
 /**
@@ -38,13 +40,19 @@ export function numberFlag(
   if (v === undefined) return undefined;
   const n = v.trim() === "" ? NaN : Number(v);
   const ok = Number.isFinite(n) && (!opts.integer || Number.isSafeInteger(n)) &&
-    (opts.min === undefined || n >= opts.min) && (opts.above === undefined || n > opts.above);
+    (opts.min === undefined || n >= opts.min) && (opts.above === undefined || n > opts.above) &&
+    (opts.max === undefined || n <= opts.max);
   if (!ok) {
-    const bound = opts.above !== undefined
+    const lower = opts.above !== undefined
       ? ` > ${opts.above}`
       : opts.min !== undefined
       ? ` >= ${opts.min}`
       : "";
+    const bound = opts.max === undefined
+      ? lower
+      : lower
+      ? `${lower} and <= ${opts.max}`
+      : ` <= ${opts.max}`;
     throw new UsageError(
       `--${name} must be ${opts.integer ? "an integer" : "a number"}${bound}, got "${v}"`,
     );

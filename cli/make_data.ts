@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import { numberFlag, UsageError } from "./_args.ts";
 import { writeDataset } from "../train/synthetic/dataset.ts";
 import { hasFfmpeg } from "../io/video.ts";
-import { type Motion, MOTIONS } from "../train/synthetic/scene.ts";
+import { MAX_OBJECT_SCALE, type Motion, MOTIONS } from "../train/synthetic/scene.ts";
 
 const HELP = `Usage: deno task make-data [options]
 
@@ -37,6 +37,9 @@ Options:
                       extra train.csv rows per clip (default 0), each the same video with a
                       caption that leaves out the colour or the direction ("a square moving
                       left", "a red square"), after all the full captions
+  --object-scale X    multiply every size class's half-extent (small 0.13, medium 0.165,
+                      large 0.2 of the side) by X (default 1, at most 1.8); larger shapes
+                      span more latent tokens
   --crf N             x264 quality, lower is better (default 12)
   --jobs N            clips encoded in parallel (default 4)
   -h, --help          this text`;
@@ -58,6 +61,7 @@ async function main(): Promise<number> {
         jobs: { type: "string" },
         motion: { type: "string" },
         "caption-variants": { type: "string" },
+        "object-scale": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -91,6 +95,10 @@ async function main(): Promise<number> {
       captionVariants: numberFlag("caption-variants", values["caption-variants"], {
         integer: true,
         min: 0,
+      }),
+      objectScale: numberFlag("object-scale", values["object-scale"], {
+        above: 0,
+        max: MAX_OBJECT_SCALE,
       }),
     };
   } catch (e) {

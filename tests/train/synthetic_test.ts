@@ -4,7 +4,7 @@
  * after noise + blur + an mp4 round trip) and `deno task make-data`.
  */
 import { runCli } from "../_cli.ts";
-import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
 import { parse } from "npm:csv-parse@5.6.0/sync";
 import { readDatasetCsv } from "../../train/data/csv.ts";
 import { readVideo, writeVideo } from "../../io/video.ts";
@@ -40,7 +40,9 @@ import {
   CROSS_BAND_FRACTION,
   DIRECTIONS,
   MARGIN_FRACTION,
+  MAX_OBJECT_SCALE,
   type Motion,
+  MOTIONS,
   packFrames,
   renderBackground,
   renderScene,
@@ -48,6 +50,7 @@ import {
   sampleScene,
   type Scene,
   SHAPES,
+  SIZE_FRACTION,
   SIZES,
   unpackFrames,
 } from "../../train/synthetic/scene.ts";
@@ -56,13 +59,13 @@ const G = { width: 64, height: 64, frames: 16 };
 const KEYS = ["colour", "shape", "direction"] as const;
 
 /** One scene per combination × size, backgrounds cycling: 180 clips covering every value. */
-function sweep(seed: number, geometry = G, motion: Motion = "drift"): Scene[] {
+function sweep(seed: number, geometry = G, motion: Motion = "drift", objectScale = 1): Scene[] {
   const out: Scene[] = [];
   for (const c of allCombos()) {
     for (const size of SIZES) {
       const background = BACKGROUNDS[out.length % BACKGROUNDS.length]!;
       const attrs = { ...c, size, background };
-      out.push(sampleScene(new Rng(seed + out.length), geometry, attrs, motion));
+      out.push(sampleScene(new Rng(seed + out.length), geometry, attrs, motion, objectScale));
     }
   }
   return out;
@@ -156,10 +159,14 @@ Deno.test("scene: the shape stays inside the frame, away from the border, and mo
 });
 
 Deno.test("scene: cross motion goes edge to edge through the middle band, inside the frame", () => {
-  for (const geometry of [G, { width: 48, height: 80, frames: 24 }]) {
+  const cases = [[G, 1], [{ width: 48, height: 80, frames: 24 }, 1], [
+    G,
+    MAX_OBJECT_SCALE,
+  ]] as const;
+  for (const [geometry, scale] of cases) {
     const { width: w, height: h, frames: T } = geometry;
     const band = Math.min(w, h) * CROSS_BAND_FRACTION;
-    for (const s of sweep(77, geometry, "cross")) {
+    for (const s of sweep(77, geometry, "cross", scale)) {
       const horizontal = s.direction === "left" || s.direction === "right";
       const along = horizontal ? 0 : 1, across = 1 - along;
       const side = horizontal ? w : h;
@@ -183,6 +190,26 @@ Deno.test("scene: cross motion goes edge to edge through the middle band, inside
         }
       }
     }
+  }
+});
+
+Deno.test("scene: objectScale scales the half-extent and keeps every draw", () => {
+  for (const motion of MOTIONS) {
+    for (let i = 0; i < 30; i++) {
+      const a = sampleScene(new Rng(900 + i), G, {}, motion);
+      const b = sampleScene(new Rng(900 + i), G, {}, motion, 1.4);
+      assert(Math.abs(b.radius - 1.4 * a.radius) < 1e-9, `radius ${b.radius} vs ${a.radius}`);
+      const same = ({ radius: _r, start: _s, velocity: _v, ...rest }: Scene) => rest;
+      assertEquals(same(b), same(a));
+      const base = SIZE_FRACTION[b.size] * 1.4 * 64;
+      assert(b.radius >= base * 0.95 - 1e-9 && b.radius <= base * 1.05 + 1e-9, `${b.radius}`);
+    }
+  }
+  for (const bad of [0, -1, MAX_OBJECT_SCALE + 0.01, NaN]) {
+    throws(
+      () => sampleScene(new Rng(1), G, {}, "cross", bad),
+      /RangeError: sampleScene: objectScale/,
+    );
   }
 });
 
@@ -335,6 +362,10 @@ Deno.test("eval: 100% on clean clips of every combination, size and background",
   const odd = sweep(300, g).filter((_, i) => i % 3 === 0);
   const oddAcc = accuracy(odd, odd.map((s) => analyzeVideo(renderScene(s, g), 80, 48)));
   for (const k of KEYS) assertEquals(oddAcc[k], 1, `80x48 ${k} accuracy ${oddAcc[k]}`);
+  // the largest shapes (make-data --object-scale) crossing the frame
+  const big = sweep(700, G, "cross", MAX_OBJECT_SCALE).filter((_, i) => i % 3 === 1);
+  const bigAcc = accuracy(big, big.map((s) => analyzeVideo(renderScene(s, G), 64, 64)));
+  for (const k of KEYS) assertEquals(bigAcc[k], 1, `scale ${MAX_OBJECT_SCALE} ${k} accuracy`);
   // an empty clip has no object
   const empty = analyzeVideo(
     Array.from({ length: 4 }, () => new Uint8Array(64 * 64 * 3).fill(40)),
@@ -562,6 +593,9 @@ Deno.test("make-data: --help, unknown flags and bad values", async () => {
   const variants = await makeData(["--caption-variants=-1"]);
   assertEquals(variants.code, 2);
   assert(/--caption-variants must be an integer >= 0, got "-1"/.test(variants.out), variants.out);
+  const scale = await makeData(["--object-scale", "2"]);
+  assertEquals(scale.code, 2);
+  assert(/--object-scale must be a number > 0 and <= 1.8, got "2"/.test(scale.out), scale.out);
   const motion = await makeData(["--motion", "zigzag"]);
   assertEquals(motion.code, 2);
   assert(/--motion must be drift or cross, got "zigzag"/.test(motion.out), motion.out);

@@ -17,6 +17,7 @@ import {
   CROSS_BAND_FRACTION,
   type Direction,
   DIRECTIONS,
+  MAX_OBJECT_SCALE,
   mixSeed,
   type Motion,
   MOTIONS,
@@ -62,6 +63,12 @@ export interface DatasetOptions {
    * captions, so rows 0..count-1 are the same with or without variants.
    */
   captionVariants?: number;
+  /**
+   * Multiplies the half-extent of every size class ({@linkcode SIZE_FRACTION}; default 1, at most
+   * {@linkcode MAX_OBJECT_SCALE}). The draws are the same, so only the shapes' sizes (and the
+   * travel that keeps them inside the frame) change.
+   */
+  objectScale?: number;
   /** Number of held-out colour×shape×direction combinations (default 12). */
   holdout?: number;
   /** Prompts written to heldout.csv per held-out combination (default 2; the first is canonical). */
@@ -255,6 +262,12 @@ export async function writeDataset(
     throw new RangeError(`writeDataset: motion must be ${MOTIONS.join(" or ")}, got "${motion}"`);
   }
   const variants = positiveInt("captionVariants", opts.captionVariants ?? 0, 0);
+  const objectScale = opts.objectScale ?? 1;
+  if (!(objectScale > 0 && objectScale <= MAX_OBJECT_SCALE)) {
+    throw new RangeError(
+      `writeDataset: objectScale must be in (0, ${MAX_OBJECT_SCALE}], got ${objectScale}`,
+    );
+  }
   const concurrency = positiveInt("concurrency", opts.concurrency ?? 4);
   const heldout = chooseHoldout(opts.holdout ?? 12, seed);
   const heldKeys = new Set(heldout.map(comboKey));
@@ -270,7 +283,7 @@ export async function writeDataset(
     while (next < count) {
       const i = next++;
       const { rng, attrs } = trainClip(i, seed, train);
-      const scene = sampleScene(rng, geometry, attrs, motion);
+      const scene = sampleScene(rng, geometry, attrs, motion, objectScale);
       // Ends with "." so that the training caption ("... . 8 FPS.", data.md §3) reads like the
       // inference prompt (addFpsInfo ends the text with "." before " 8 FPS.").
       const text = `${makeCaption(scene, rng)}.`;
@@ -317,7 +330,8 @@ export async function writeDataset(
     },
     palette: PALETTE,
     backgroundRgb: BACKGROUND_RGB,
-    sizeFraction: SIZE_FRACTION,
+    objectScale,
+    sizeFraction: Object.fromEntries(SIZES.map((z) => [z, SIZE_FRACTION[z] * objectScale])),
     motion,
     captionVariants: variants,
     ...(motion === "cross"

@@ -59,6 +59,9 @@ export const SIZE_FRACTION: Readonly<Record<Size, number>> = {
   large: 0.2,
 };
 
+/** Largest `objectScale` of {@linkcode sampleScene}: a large shape still travels a sixth of the side. */
+export const MAX_OBJECT_SCALE = 1.8;
+
 /** The shape keeps at least this fraction of the shorter side away from the frame border. */
 export const MARGIN_FRACTION = 1 / 32;
 
@@ -187,15 +190,22 @@ function checkGeometry(fn: string, g: ClipGeometry): void {
  * Samples a scene. Attributes given in `attrs` are kept, the others are drawn uniformly; then
  * the size jitter, speed and start position (see {@linkcode MOTIONS}; the shape stays fully
  * visible), colour jitter and texture seed. `drift` moves at 1.5-3 px/frame at 64 px (lowered
- * when the clip is too long for the frame).
+ * when the clip is too long for the frame). `objectScale` multiplies every size class's
+ * {@linkcode SIZE_FRACTION} (default 1, at most {@linkcode MAX_OBJECT_SCALE}); it changes no draw.
  */
 export function sampleScene(
   rng: Rng,
   geometry: ClipGeometry,
   attrs: Partial<SceneAttributes> = {},
   motion: Motion = "drift",
+  objectScale = 1,
 ): Scene {
   checkGeometry("sampleScene", geometry);
+  if (!(objectScale > 0 && objectScale <= MAX_OBJECT_SCALE)) {
+    throw new RangeError(
+      `sampleScene: objectScale must be in (0, ${MAX_OBJECT_SCALE}], got ${objectScale}`,
+    );
+  }
   const { width, height, frames } = geometry;
   const shape = attrs.shape ?? rng.pick(SHAPES);
   const colour = attrs.colour ?? rng.pick(COLOURS);
@@ -203,7 +213,7 @@ export function sampleScene(
   const size = attrs.size ?? rng.pick(SIZES);
   const background = attrs.background ?? rng.pick(BACKGROUNDS);
   const side = Math.min(width, height);
-  const radius = side * SIZE_FRACTION[size] * rng.uniform(0.95, 1.05);
+  const radius = side * SIZE_FRACTION[size] * objectScale * rng.uniform(0.95, 1.05);
   const margin = side * MARGIN_FRACTION;
   const horizontal = direction === "left" || direction === "right";
   const along = horizontal ? width : height;
