@@ -1,12 +1,13 @@
 /**
  * The model Kino ships (`weights/default/`): `deno task infer --prompt ...` with no weights given
  * (the README's first command) writes a 16-frame 64x64 video, prints its time, and the pixels hold
- * one object of the prompt's colour moving the prompt's way, read back by the synthetic-data
- * evaluator.
+ * one object of the prompt's colour and shape moving the prompt's way, read back by the
+ * synthetic-data evaluator.
  *
- * The shipped weights get the colour of every held-out prompt right and the direction of most
- * (`deno task eval-default`, see `weights/default/MODEL_CARD.md`); their shape accuracy is still
- * below the default model's target, so this test does not assert shape yet.
+ * The shipped weights meet the default model's targets on the held-out prompts (`deno task
+ * eval-default`, see `weights/default/MODEL_CARD.md`). Circle and square are the closest call of
+ * the reader (IoU 0.89 against 0.88 for the red circle at seed 42 on llvmpipe), so a GPU whose
+ * rounding differs may read one of them the other way.
  */
 import { join } from "node:path";
 import { readVideo } from "../../io/video.ts";
@@ -15,11 +16,11 @@ import { DEFAULT_MODEL_DIR } from "../../cli/infer.ts";
 import { expect, runCli } from "../_cli.ts";
 
 const CASES = [
-  { prompt: "a red circle moving right", colour: "red", direction: "right" },
-  { prompt: "a blue square moving up", colour: "blue", direction: "up" },
+  { prompt: "a red circle moving right", colour: "red", shape: "circle", direction: "right" },
+  { prompt: "a blue square moving up", colour: "blue", shape: "square", direction: "up" },
 ];
 
-Deno.test("shipped model: infer --prompt with no weights given writes the prompt's colour and direction", async () => {
+Deno.test("shipped model: infer --prompt with no weights given writes the prompt's colour, shape and direction", async () => {
   const manifest = JSON.parse(await Deno.readTextFile(join(DEFAULT_MODEL_DIR, "kino.json")));
   expect(manifest.format === "kino-bundle", `${DEFAULT_MODEL_DIR}kino.json is not a Kino bundle`);
   const tmp = await Deno.makeTempDir();
@@ -33,8 +34,8 @@ Deno.test("shipped model: infer --prompt with no weights given writes the prompt
       expect(v.t === 16 && v.h === 64 && v.w === 64, `video is ${v.t}x${v.h}x${v.w}`, r.out);
       const a = analyzeVideo(v.frames, v.w, v.h);
       expect(
-        a.colour === c.colour && a.direction === c.direction,
-        `"${c.prompt}" was read back as ${a.colour} moving ${a.direction} ` +
+        a.colour === c.colour && a.shape === c.shape && a.direction === c.direction,
+        `"${c.prompt}" was read back as ${a.colour} ${a.shape} moving ${a.direction} ` +
           `(${a.displacement.map((d) => d.toFixed(1)).join(", ")} px)`,
         r.out,
       );
