@@ -12,12 +12,12 @@ import { canonicalCaption, DROPPABLE, makeCaption, partialCaption } from "./capt
 import {
   BACKGROUND_RGB,
   BACKGROUNDS,
+  checkObjectScale,
   type Colour,
   COLOURS,
   CROSS_BAND_FRACTION,
   type Direction,
   DIRECTIONS,
-  MAX_OBJECT_SCALE,
   mixSeed,
   type Motion,
   MOTIONS,
@@ -263,11 +263,7 @@ export async function writeDataset(
   }
   const variants = positiveInt("captionVariants", opts.captionVariants ?? 0, 0);
   const objectScale = opts.objectScale ?? 1;
-  if (!(objectScale > 0 && objectScale <= MAX_OBJECT_SCALE)) {
-    throw new RangeError(
-      `writeDataset: objectScale must be in (0, ${MAX_OBJECT_SCALE}], got ${objectScale}`,
-    );
-  }
+  checkObjectScale("writeDataset", objectScale); // before any file is written
   const concurrency = positiveInt("concurrency", opts.concurrency ?? 4);
   const heldout = chooseHoldout(opts.holdout ?? 12, seed);
   const heldKeys = new Set(heldout.map(comboKey));

@@ -186,6 +186,13 @@ function checkGeometry(fn: string, g: ClipGeometry): void {
   }
 }
 
+/** Throws a RangeError naming `fn` unless 0 < `scale` <= {@linkcode MAX_OBJECT_SCALE}. */
+export function checkObjectScale(fn: string, scale: number): void {
+  if (!(scale > 0 && scale <= MAX_OBJECT_SCALE)) {
+    throw new RangeError(`${fn}: objectScale must be in (0, ${MAX_OBJECT_SCALE}], got ${scale}`);
+  }
+}
+
 /**
  * Samples a scene. Attributes given in `attrs` are kept, the others are drawn uniformly; then
  * the size jitter, speed and start position (see {@linkcode MOTIONS}; the shape stays fully
@@ -201,11 +208,7 @@ export function sampleScene(
   objectScale = 1,
 ): Scene {
   checkGeometry("sampleScene", geometry);
-  if (!(objectScale > 0 && objectScale <= MAX_OBJECT_SCALE)) {
-    throw new RangeError(
-      `sampleScene: objectScale must be in (0, ${MAX_OBJECT_SCALE}], got ${objectScale}`,
-    );
-  }
+  checkObjectScale("sampleScene", objectScale);
   const { width, height, frames } = geometry;
   const shape = attrs.shape ?? rng.pick(SHAPES);
   const colour = attrs.colour ?? rng.pick(COLOURS);
