@@ -65,7 +65,7 @@ export interface DatasetOptions {
   captionVariants?: number;
   /**
    * Multiplies the half-extent of every size class ({@linkcode SIZE_FRACTION}; default 1, at most
-   * {@linkcode MAX_OBJECT_SCALE}). The draws are the same, so only the shapes' sizes (and the
+   * `MAX_OBJECT_SCALE` of scene.ts). The draws are the same, so only the shapes' sizes (and the
    * travel that keeps them inside the frame) change.
    */
   objectScale?: number;
