@@ -26,6 +26,12 @@ export interface DeviceInfo {
 export interface DeviceOptions {
   /** Adapter preference; default `high-performance`. */
   powerPreference?: GPUPowerPreference;
+  /**
+   * Storage-binding limit in bytes to use instead of the device's (lower only; a multiple of 256,
+   * at least 4096). Tests set it, or the `KINO_MAX_BINDING` environment variable, to run the
+   * segmented paths of every op at small sizes.
+   */
+  maxBinding?: number;
 }
 
 /** The limits the engine raises to the adapter's maximum (the defaults are far lower). */

@@ -119,10 +119,10 @@ export function fromData(
 
 function allocate(rt: Runtime, t: Tensor): Storage {
   const bytes = Math.max(4, Math.ceil((t.size * DTYPE_BYTES[t.dtype]) / 4) * 4);
-  if (bytes > rt.maxBinding) {
+  if (bytes > rt.maxBufferSize) {
     throw new RangeError(
-      `${t} needs ${bytes} bytes, over the device limit maxStorageBufferBindingSize = ${rt.maxBinding} ` +
-        `(split it into chunks, or store it as f16/bf16)`,
+      `${t} needs ${bytes} bytes, over the device limit maxBufferSize = ${rt.maxBufferSize} ` +
+        `(split the work into smaller pieces, or store it as f16/bf16)`,
     );
   }
   const buf = rt.pool.acquire(bytes, t.toString());

@@ -49,12 +49,22 @@ export class BufferPool {
     buffersCreated: 0,
   };
 
-  /** Pools buffers of `device`; requests above `maxBufferSize` bytes throw. */
-  constructor(private readonly device: GPUDevice, private readonly maxBufferSize: number) {}
+  /**
+   * Pools buffers of `device`; requests above `maxBufferSize` bytes throw. A request that fits one
+   * storage binding (`bindingLimit()`) never gets a buffer larger than the binding limit, so that
+   * kernels may bind it whole.
+   */
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly maxBufferSize: number,
+    private readonly bindingLimit: () => number = () => Infinity,
+  ) {}
 
   /** Takes a buffer of at least `bytes` bytes. */
   acquire(bytes: number, what = "tensor"): GPUBuffer {
-    const cls = sizeClass(bytes);
+    let cls = sizeClass(bytes);
+    const limit = this.bindingLimit();
+    if (bytes <= limit && cls > limit) cls = Math.ceil(bytes / 256) * 256;
     if (cls > this.maxBufferSize) {
       throw new RangeError(
         `${what} needs ${bytes} bytes, over the device limit maxBufferSize = ${this.maxBufferSize}`,
@@ -149,8 +159,17 @@ export class Runtime {
   /**
    * Wraps a created device: sets up the buffer pool, the parameter buffer and loss/error reporting.
    */
-  constructor(readonly device: GPUDevice, readonly info: DeviceInfo) {
-    this.pool = new BufferPool(device, info.limits.maxBufferSize ?? 256 * 2 ** 20);
+  constructor(readonly device: GPUDevice, readonly info: DeviceInfo, options: DeviceOptions = {}) {
+    const env = Deno.env.get("KINO_MAX_BINDING");
+    const lower = options.maxBinding ?? (env ? Number(env) : undefined);
+    if (lower !== undefined) {
+      this.setBindingLimit(lower, options.maxBinding ? "maxBinding" : "KINO_MAX_BINDING");
+    }
+    this.pool = new BufferPool(
+      device,
+      info.limits.maxBufferSize ?? 256 * 2 ** 20,
+      () => this.maxBinding,
+    );
     this.paramBuffer = device.createBuffer({
       size: PARAM_SLICE * MAX_BATCH,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
@@ -167,9 +186,48 @@ export class Runtime {
     });
   }
 
-  /** Largest byte size one storage binding may have on this device. */
-  get maxBinding(): number {
+  private bindingOverride: number | null = null;
+
+  /** The device's own limit on the byte size of one storage binding. */
+  get deviceMaxBinding(): number {
     return this.info.limits.maxStorageBufferBindingSize ?? 128 * 2 ** 20;
+  }
+
+  /**
+   * Largest byte size one storage binding may have: the device's limit, or the lower one set with
+   * {@linkcode Runtime.setBindingLimit} (`KINO_MAX_BINDING`, the `maxBinding` init option). Ops
+   * bind larger tensors as several windows (`engine/window.ts`).
+   */
+  get maxBinding(): number {
+    return Math.min(this.deviceMaxBinding, this.bindingOverride ?? Infinity);
+  }
+
+  /** Largest byte size of one buffer, hence of one tensor. */
+  get maxBufferSize(): number {
+    return this.info.limits.maxBufferSize ?? 256 * 2 ** 20;
+  }
+
+  /** Alignment of a binding's byte offset (`minStorageBufferOffsetAlignment`, 256 by default). */
+  get bindAlign(): number {
+    return this.info.limits.minStorageBufferOffsetAlignment ?? 256;
+  }
+
+  /**
+   * Lowers the storage-binding limit below the device's (tests of the windowed paths), or restores
+   * the device's with `null`. `bytes` must be a multiple of 256 and at least 4096. Returns the
+   * previous override (null: none).
+   */
+  setBindingLimit(bytes: number | null, what = "setBindingLimit"): number | null {
+    if (bytes !== null && !(Number.isInteger(bytes) && bytes >= 4096 && bytes % 256 === 0)) {
+      throw new RangeError(
+        `${what} = ${bytes}: the binding limit must be a whole number of bytes, a multiple of 256 ` +
+          `and at least 4096 (e.g. KINO_MAX_BINDING=65536)`,
+      );
+    }
+    this.flush();
+    const before = this.bindingOverride;
+    this.bindingOverride = bytes;
+    return before;
   }
 
   /** Throws the device-lost reason if the device is gone. */
@@ -257,6 +315,15 @@ export class Runtime {
         } exceeds maxComputeWorkgroupsPerDimension = ${maxG}`,
       );
     }
+    const limit = this.maxBinding;
+    bindings.forEach((b, i) => {
+      if (b.size > limit) {
+        throw new RangeError(
+          `kernel ${spec.name}: binding ${i + 1} is ${b.size} bytes, over the storage-binding ` +
+            `limit ${limit}; the op must bind it as windows (engine/window.ts)`,
+        );
+      }
+    });
     if (groups.some((g) => g === 0)) return;
     const pipeline = this.pipeline(spec);
     if (this.batchCount >= MAX_BATCH) this.flush();
@@ -399,7 +466,7 @@ export function init(options: DeviceOptions = {}): Promise<Runtime> {
   if (current && !current.lostReason) return Promise.resolve(current);
   if (!pending) {
     pending = requestGpuDevice(options).then(({ device, info }) => {
-      current = new Runtime(device, info);
+      current = new Runtime(device, info, options);
       pending = null;
       return current;
     }, (e) => {

@@ -30,6 +30,20 @@ export function gpuTest(name: string, fn: (t: Deno.TestContext) => void | Promis
   });
 }
 
+/**
+ * Runs `fn` with the storage-binding limit lowered to `bytes` (so that ops bind their tensors as
+ * windows), then restores the limit in force before, also when `fn` throws.
+ */
+export async function withBindingLimit<T>(bytes: number, fn: () => T | Promise<T>): Promise<T> {
+  const r = gpu();
+  const before = r.setBindingLimit(bytes);
+  try {
+    return await fn();
+  } finally {
+    r.setBindingLimit(before);
+  }
+}
+
 /** Path of the shared fixtures folder, or null (with the reason) when it is absent. */
 export const FIXTURES: string | null = (() => {
   const p = new URL("../../shared/fixtures/", import.meta.url).pathname;
