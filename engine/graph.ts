@@ -37,6 +37,7 @@ import {
   type FusedLeaf,
 } from "../kernels/elementwise.ts";
 import { gridFor } from "./kernel.ts";
+import { chunks, fitsBinding, rangeFits, spanOf, type Window, windowOf } from "./window.ts";
 
 /** Output description of an op application. */
 export interface OutSpec {
@@ -383,20 +384,52 @@ function encodeFused(rt: Runtime, root: Tensor, g: Group): void {
     vec4,
     label: labels.join("_"),
   });
-  const words: number[] = [n, ...co.shape];
-  views.forEach((v, i) => {
-    words.push(v.offset);
-    if (!direct[i]) words.push(...co.strides[i]!);
-  });
-  const f = new Float32Array(scalars);
-  words.push(...new Uint32Array(f.buffer));
+  const scalarWords = [...new Uint32Array(new Float32Array(scalars).buffer)];
   const out = viewOf(root);
-  rt.dispatch(
-    spec,
-    [...views.map((v) => v.buffer), out.buffer],
-    words,
-    gridFor(vec4 ? n / 4 : n, EW_WORKGROUP, rt.info.limits.maxComputeWorkgroupsPerDimension),
-  );
+  const maxG = rt.info.limits.maxComputeWorkgroupsPerDimension;
+  const dispatch = (a: number, b: number, ws: Window[], ow: Window) => {
+    // vec4: every leaf is direct, so the piece's start folds into the (non-negative) offsets;
+    // scalar: coordinates need the global position, offsets may wrap below zero (u32).
+    const base = vec4 ? 0 : a;
+    const fold = vec4 ? a : 0;
+    const words: number[] = [b - a, base, ...co.shape, (out.offset + fold - ow.shift) >>> 0];
+    views.forEach((v, i) => {
+      words.push((v.offset + fold - ws[i]!.shift) >>> 0);
+      if (!direct[i]) words.push(...co.strides[i]!);
+    });
+    words.push(...scalarWords);
+    const count = b - a;
+    rt.dispatch(
+      spec,
+      [...ws.map((w) => w.binding), ow.binding],
+      words,
+      gridFor(vec4 ? count / 4 : count, EW_WORKGROUP, maxG),
+    );
+  };
+  const whole = (buf: GPUBuffer): Window => ({ binding: buf, shift: 0 });
+  if ([...views.map((v) => v.buffer), out.buffer].every((b) => fitsBinding(rt, b))) {
+    dispatch(0, n, views.map((v) => whole(v.buffer)), whole(out.buffer));
+    return;
+  }
+  // Windows: flat output ranges whose every leaf range fits one binding (multiples of 4
+  // positions keep vec4 pieces whole).
+  const what = `elementwise ${labels.join("+")} ${fmtShape(root.shape)}`;
+  const ranges = (a: number, b: number) =>
+    views.map((v, i) => {
+      if (direct[i]) return [v.offset + a, v.offset + b] as const;
+      const [lo, hi] = spanOf(co.shape, co.strides[i]!, a, b);
+      return [v.offset + lo, v.offset + hi] as const;
+    });
+  const fits = (a: number, b: number) =>
+    rangeFits(rt, out.dtype, out.offset + a, out.offset + b) &&
+    ranges(a, b).every(([lo, hi], i) => rangeFits(rt, views[i]!.dtype, lo, hi));
+  for (const [a, b] of chunks(n, fits, what, vec4 ? 4 : 1)) {
+    const ws = ranges(a, b).map(([lo, hi], i) =>
+      windowOf(rt, views[i]!.buffer, views[i]!.dtype, lo, hi, what)
+    );
+    const ow = windowOf(rt, out.buffer, out.dtype, out.offset + a, out.offset + b, what);
+    dispatch(a, b, ws, ow);
+  }
 }
 
 scopeHooks.realize = realize;

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { DTYPE_BYTES, type DType } from "./dtype.ts";
+import { type DType, DTYPE_BYTES } from "./dtype.ts";
 import type { Binding, Runtime } from "./runtime.ts";
 
 /** A storage binding of an element range of a buffer. */

@@ -7,9 +7,16 @@
  * coalesced to at most 6 axes before the call. The *vec4* variant (every leaf direct, f32 and
  * 4-aligned, numel % 4 == 0) handles four elements per invocation with vec4 loads.
  *
- * Parameter words: [numel, shape0..5, then per leaf: offset (+ 6 strides if strided), then the
- * f32 scalars]. What the text depends on (op chain, leaf modes and dtypes, vec4) is the cache key;
- * the sizes are not.
+ * One dispatch computes the flat output positions `[base, base + count)` (all of them, unless the
+ * scheduler splits a chunk whose tensors exceed one storage binding into windows): coordinates come
+ * from the global position `i = base + local`, every leaf reads `offset + …` and the output is
+ * written at `outOffset + i`, where the offsets are already shifted into the bound windows (u32
+ * arithmetic wraps, so a shifted offset may be "negative").
+ *
+ * Parameter words: [count, base, shape0..5, outOffset, then per leaf: offset (+ 6 strides if
+ * strided), then the f32 scalars]. What the text depends on (op chain, leaf modes and dtypes,
+ * vec4) is the cache key; the sizes are not. In the vec4 variant `count`, `base` and the offsets
+ * are in elements and multiples of 4.
  *
  * @module
  */
@@ -24,6 +31,11 @@ export const EW_MAX_LEAVES = 6;
 export const EW_MAX_SCALARS = 12;
 /** Axes the index math handles (shapes are coalesced and padded to this). */
 export const EW_RANK = 6;
+
+/** Parameter word of the first shape axis (after count and base). */
+export const EW_SHAPE = 2;
+/** Parameter word of the output offset (after the shape). */
+export const EW_OUT = EW_SHAPE + EW_RANK;
 
 /** One input of a fused kernel. */
 export interface FusedLeaf {
@@ -80,7 +92,7 @@ function leafLoad(i: number, leaf: FusedLeaf, idx: string): string {
 /** Builds the WGSL kernel of a fused program. */
 export function fusedKernel(p: FusedProgram): KernelSpec {
   const { leaves, vec4 } = p;
-  let w = 1 + EW_RANK;
+  let w = EW_SHAPE + EW_RANK + 1;
   const leafBase: number[] = [];
   for (const l of leaves) {
     leafBase.push(w);
@@ -98,18 +110,20 @@ export function fusedKernel(p: FusedProgram): KernelSpec {
   );
   for (const h of p.helpers) lines.push(h);
   const body: string[] = [];
-  body.push(`let i = (wg.y * nwg.x + wg.x) * ${EW_WORKGROUP}u + lid;`);
+  body.push(`let li = (wg.y * nwg.x + wg.x) * ${EW_WORKGROUP}u + lid;`);
   if (vec4) {
-    body.push(`if (i >= pu(0u) / 4u) { return; }`);
+    body.push(`if (li >= pu(0u) / 4u) { return; }`);
+    body.push(`let i = pu(1u) / 4u + li;`);
     body.push(`let IDX = vec4<u32>(4u * i, 4u * i + 1u, 4u * i + 2u, 4u * i + 3u);`);
   } else {
-    body.push(`if (i >= pu(0u)) { return; }`);
+    body.push(`if (li >= pu(0u)) { return; }`);
+    body.push(`let i = pu(1u) + li;`);
     body.push(`let IDX = i;`);
     if (leaves.some((l) => l.strided)) {
       body.push(`var c: array<u32, ${EW_RANK}>;`);
       body.push(`var r = i;`);
       for (let d = EW_RANK - 1; d >= 0; d--) {
-        body.push(`c[${d}] = r % pu(${1 + d}u); r = r / pu(${1 + d}u);`);
+        body.push(`c[${d}] = r % pu(${EW_SHAPE + d}u); r = r / pu(${EW_SHAPE + d}u);`);
       }
     }
   }
@@ -131,7 +145,9 @@ export function fusedKernel(p: FusedProgram): KernelSpec {
     body.push(`let s${s} = VT(pf(${scalarBase + s}u));`);
   }
   p.stmts.forEach((st, si) => body.push(`let v${si} = ${st.expr};`));
-  body.push(`out[i] = v${p.stmts.length - 1};`);
+  body.push(
+    `out[${vec4 ? `pu(${EW_OUT}u) / 4u` : `pu(${EW_OUT}u)`} + i] = v${p.stmts.length - 1};`,
+  );
   lines.push(
     `@compute @workgroup_size(${EW_WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
