@@ -21,6 +21,8 @@
 import type { KernelSpec } from "../engine/kernel.ts";
 import { Params, paramsWGSL } from "../engine/kernel.ts";
 import type { Runtime } from "../engine/runtime.ts";
+import type { DType } from "../engine/dtype.ts";
+import { fitsBinding, rangeFits, type Window, windowOf } from "../engine/window.ts";
 
 /** Storage type of a matmul operand: f32, or a 16-bit float widened to f32 on load. */
 export type MatmulDType = "f32" | "f16" | "bf16";
@@ -51,6 +53,8 @@ export interface MatmulConfig {
   dtypeA?: MatmulDType;
   /** Storage type of B. Default f32. */
   dtypeB?: MatmulDType;
+  /** Adds the product to the output's values (a later slice of a reduction split into windows). */
+  accumulate?: boolean;
 }
 
 /**
@@ -117,6 +121,7 @@ function full(cfg: MatmulConfig): FullConfig {
     fma: cfg.fma ?? DEFAULT_TILE.fma,
     dtypeA: cfg.dtypeA ?? "f32",
     dtypeB: cfg.dtypeB ?? "f32",
+    accumulate: cfg.accumulate ?? false,
   };
 }
 
@@ -124,7 +129,7 @@ const cache = new Map<string, KernelSpec>();
 
 /** Parameter word layout (see {@linkcode encodeMatmul}). */
 const P_M = 0, P_N = 1, P_K = 2, P_LDA = 3, P_LDB = 4, P_AOFF = 5, P_BOFF = 6, P_OOFF = 7;
-const P_ASTR = 8, P_BSTR = 9, P_BIAS = 10;
+const P_ASTR = 8, P_BSTR = 9, P_BIAS = 10, P_LDO = 11, P_OSTR = 12;
 
 /** The WGSL kernel of a config (built once per distinct config). */
 export function matmulKernel(cfg: MatmulConfig): KernelSpec {
@@ -141,7 +146,9 @@ export function matmulKernel(cfg: MatmulConfig): KernelSpec {
     const name = `matmul_${c.transA ? "t" : "n"}${c.transB ? "t" : "n"}${c.vecA ? "v" : "s"}` +
       `${c.vecB ? "v" : "s"}${c.bias ? "_bias" : ""}_${c.tm}x${c.tn}_wg${c.wgX}x${c.wgY}${
         c.fma ? "_fma" : ""
-      }${c.dtypeA === "f32" ? "" : "_a" + c.dtypeA}${c.dtypeB === "f32" ? "" : "_b" + c.dtypeB}`;
+      }${c.dtypeA === "f32" ? "" : "_a" + c.dtypeA}${c.dtypeB === "f32" ? "" : "_b" + c.dtypeB}${
+        c.accumulate ? "_acc" : ""
+      }`;
     spec = { name, code: buildWGSL(c), inputs: c.bias ? 3 : 2, outputs: 1 };
     cache.set(key, spec);
   }
@@ -256,7 +263,7 @@ function buildWGSL(c: FullConfig): string {
   const getA = c.dtypeA !== "f32" ? "ldA(i)" : vecA ? "A[i >> 2u][i & 3u]" : "A[i]";
   const getB = c.dtypeB !== "f32" ? "ldB(i)" : vecB ? "B[i >> 2u][i & 3u]" : "B[i]";
 
-  L.push(paramsWGSL(12));
+  L.push(paramsWGSL(16));
   L.push(operandWGSL("A", 1, vecA, c.dtypeA));
   L.push(operandWGSL("B", 2, vecB, c.dtypeB));
   if (c.bias) L.push(`@group(0) @binding(3) var<storage, read> BIAS: array<f32>;`);
@@ -355,15 +362,19 @@ ${fmaStep}
       ),
     );
   }
-  L.push(`  let oBase = pu(${P_OOFF}u) + batch * M * N;`);
+  L.push(`  let oBase = pu(${P_OOFF}u) + batch * pu(${P_OSTR}u);`);
   L.push(rep(tm, (r) => {
-    const s = [`  if (row0 + ${r}u < M) {`, `    let o = oBase + (row0 + ${r}u) * N + col0;`];
+    const s = [
+      `  if (row0 + ${r}u < M) {`,
+      `    let o = oBase + (row0 + ${r}u) * pu(${P_LDO}u) + col0;`,
+    ];
     for (let g = 0; g < tn4; g++) {
       const v = c.bias ? `acc${r}_${g} + bias${g}` : `acc${r}_${g}`;
       s.push(`    { let v = ${v};`);
       for (let i = 0; i < 4; i++) {
         const j = 4 * g + i;
-        s.push(`      if (col0 + ${j}u < N) { OUT[o + ${j}u] = v[${i}]; }`);
+        const stored = c.accumulate ? `OUT[o + ${j}u] + v[${i}]` : `v[${i}]`;
+        s.push(`      if (col0 + ${j}u < N) { OUT[o + ${j}u] = ${stored}; }`);
       }
       s.push(`    }`);
     }
@@ -412,7 +423,17 @@ function vecOK(offset: number, ld: number, batchStride: number, batch: number): 
   return offset % 4 === 0 && ld % 4 === 0 && (batch === 1 || batchStride % 4 === 0);
 }
 
-/** Records `out = op(A) · op(B) (+ bias)` for every batch item into the runtime's batch. */
+/**
+ * Records `out = op(A) · op(B) (+ bias)` for every batch item into the runtime's batch.
+ *
+ * Operands larger than one storage binding are bound as windows (`engine/window.ts`): the work is
+ * cut into blocks of batch items, output rows, output columns and (last resort) reduction slices
+ * until every operand's touched range fits; each block is one dispatch of the same kernel on its
+ * windows, a reduction slice after the first adding into the output (the `accumulate` variant).
+ * Which axis is cut first follows the layout: a row-major operand is cut along its rows (`m` for
+ * A `[m, k]` and the output, `n` for a transposed B `[n, k]` such as an `nn.Linear` weight), a
+ * column-major one along the reduction.
+ */
 export function encodeMatmul(rt: Runtime, args: MatmulArgs): void {
   const { batch, m, n, k } = args;
   const transA = args.transA ?? false, transB = args.transB ?? false;
@@ -424,15 +445,159 @@ export function encodeMatmul(rt: Runtime, args: MatmulArgs): void {
       `matmul: lda = ${args.lda} / ldb = ${args.ldb} smaller than the row length`,
     );
   }
-  const vecA = vecOK(args.aOffset, args.lda, args.aBatchStride, batch);
-  const vecB = vecOK(args.bOffset, args.ldb, args.bBatchStride, batch);
+  const bufs = [args.a, args.b, args.out, ...(args.bias ? [args.bias.buffer] : [])];
+  if (bufs.every((b) => fitsBinding(rt, b))) {
+    encodeBlock(rt, args, { b0: 0, nb: batch, m0: 0, mc: m, n0: 0, nc: n, k0: 0, kc: k }, null);
+    return;
+  }
+  const blocks = splitBlocks(rt, args);
+  for (const blk of blocks) encodeBlock(rt, args, blk, windowsOf(rt, args, blk));
+}
+
+/** A block of the product: batch items, output rows, output columns, reduction indices. */
+interface Block {
+  b0: number;
+  nb: number;
+  m0: number;
+  mc: number;
+  n0: number;
+  nc: number;
+  k0: number;
+  kc: number;
+}
+
+/** Element ranges `[first, end)` of A, B, out and bias that a block touches. */
+function blockRanges(args: MatmulArgs, blk: Block): [number, number][] {
+  const { b0, nb, m0, mc, n0, nc, k0, kc } = blk;
+  const bl = b0 + nb - 1;
+  // vector loads along a non-reduction axis may read up to 3 elements past the block (row padding)
+  const span = (
+    off: number,
+    bs: number,
+    r0: number,
+    rc: number,
+    ld: number,
+    c0: number,
+    cc: number,
+  ) =>
+    [off + b0 * bs + r0 * ld + c0, off + bl * bs + (r0 + rc - 1) * ld + c0 + cc + 3] as [
+      number,
+      number,
+    ];
+  const a = args.transA
+    ? span(args.aOffset, args.aBatchStride, k0, kc, args.lda, m0, mc)
+    : span(args.aOffset, args.aBatchStride, m0, mc, args.lda, k0, kc);
+  const b = args.transB
+    ? span(args.bOffset, args.bBatchStride, n0, nc, args.ldb, k0, kc)
+    : span(args.bOffset, args.bBatchStride, k0, kc, args.ldb, n0, nc);
+  const mn = args.m * args.n;
+  const o: [number, number] = [
+    args.outOffset + b0 * mn + m0 * args.n + n0,
+    args.outOffset + bl * mn + (m0 + mc - 1) * args.n + n0 + nc,
+  ];
+  const out = [a, b, o];
+  if (args.bias) out.push([args.bias.offset + n0, args.bias.offset + n0 + nc]);
+  return out;
+}
+
+function dtypesOf(args: MatmulArgs): DType[] {
+  return [args.aDType ?? "f32", args.bDType ?? "f32", "f32", "f32"];
+}
+
+/** Cuts the product into blocks whose every operand range fits one binding. */
+function splitBlocks(rt: Runtime, args: MatmulArgs): Block[] {
+  const dts = dtypesOf(args);
+  // Block sizes along an axis that an operand reads as vec4s stay multiples of 4 (aligned offsets).
+  const vecA = vecOK(args.aOffset, args.lda, args.aBatchStride, args.batch);
+  const vecB = vecOK(args.bOffset, args.ldb, args.bBatchStride, args.batch);
+  const vecAxes = new Set<string>();
+  if (vecA) vecAxes.add(args.transA ? "mc" : "kc");
+  if (vecB) vecAxes.add(args.transB ? "kc" : "nc");
+  const Q = (ax: string) => vecAxes.has(ax) ? 4 : 1;
+  const size = { nb: args.batch, mc: args.m, nc: args.n, kc: args.k };
+  const at = (): Block => ({ b0: 0, m0: 0, n0: 0, k0: 0, ...size });
+  const failing = () => blockRanges(args, at()).map((r, i) => !rangeFits(rt, dts[i]!, r[0], r[1]));
+  // For each operand: the axes to cut, outer first.
+  const axes: (keyof typeof size)[][] = [
+    ["nb", ...(args.transA ? ["kc", "mc"] : ["mc", "kc"]) as (keyof typeof size)[]],
+    ["nb", ...(args.transB ? ["nc", "kc"] : ["kc", "nc"]) as (keyof typeof size)[]],
+    ["nb", "mc", "nc"],
+    ["nc"],
+  ];
+  const min = {
+    nb: 1,
+    mc: Math.min(Q("mc"), args.m),
+    nc: Math.min(Q("nc"), args.n),
+    kc: Math.min(Q("kc"), args.k),
+  };
+  for (let bad = failing(); bad.some((x) => x); bad = failing()) {
+    const op = bad.indexOf(true);
+    const axis = axes[op]!.find((ax) => size[ax] > min[ax]);
+    if (!axis) {
+      const what = ["A", "B", "the output", "the bias"][op];
+      throw new RangeError(
+        `matmul [${args.batch}, ${args.m}, ${args.k}] · [${args.k}, ${args.n}]: even a ` +
+          `${min.mc}x${min.nc}x${min.kc} block of ${what} does not fit one storage binding ` +
+          `(limit ${rt.maxBinding} bytes)`,
+      );
+    }
+    const half = Math.ceil(size[axis] / 2);
+    size[axis] = Math.max(min[axis], Math.ceil(half / Q(axis)) * Q(axis));
+  }
+  const blocks: Block[] = [];
+  for (let b0 = 0; b0 < args.batch; b0 += size.nb) {
+    for (let m0 = 0; m0 < args.m; m0 += size.mc) {
+      for (let n0 = 0; n0 < args.n; n0 += size.nc) {
+        for (let k0 = 0; k0 < args.k; k0 += size.kc) {
+          blocks.push({
+            b0,
+            nb: Math.min(size.nb, args.batch - b0),
+            m0,
+            mc: Math.min(size.mc, args.m - m0),
+            n0,
+            nc: Math.min(size.nc, args.n - n0),
+            k0,
+            kc: Math.min(size.kc, args.k - k0),
+          });
+        }
+      }
+    }
+  }
+  return blocks;
+}
+
+/** The windows of A, B, out (and bias) for one block. */
+function windowsOf(rt: Runtime, args: MatmulArgs, blk: Block): Window[] {
+  const dts = dtypesOf(args);
+  const bufs = [args.a, args.b, args.out, args.bias?.buffer];
+  return blockRanges(args, blk).map(([lo, hi], i) =>
+    windowOf(rt, bufs[i]!, dts[i]!, lo, hi, `matmul ${["A", "B", "output", "bias"][i]}`)
+  );
+}
+
+/** Records one block (all of it when `win` is null: whole buffers, no shift). */
+function encodeBlock(rt: Runtime, args: MatmulArgs, blk: Block, win: Window[] | null): void {
+  const { m0, mc: m, n0, nc: n, k0, kc: k } = blk;
+  const transA = args.transA ?? false, transB = args.transB ?? false;
+  const sh = (i: number) => win ? win[i]!.shift : 0;
+  // offsets of the block's first element, shifted into the windows
+  const aOffset = args.aOffset - sh(0) + (transA ? k0 * args.lda + m0 : m0 * args.lda + k0);
+  const bOffset = args.bOffset - sh(1) + (transB ? n0 * args.ldb + k0 : k0 * args.ldb + n0);
+  const outOffset = args.outOffset - sh(2) + m0 * args.n + n0;
+  const batch = blk.nb;
+  const aBase = aOffset + blk.b0 * args.aBatchStride;
+  const bBase = bOffset + blk.b0 * args.bBatchStride;
+  const oBase = outOffset + blk.b0 * args.m * args.n;
+  const vecA = vecOK(aBase, args.lda, args.aBatchStride, batch);
+  const vecB = vecOK(bBase, args.ldb, args.bBatchStride, batch);
   const plain = vecA && vecB && !transA && !transB && (args.aDType ?? "f32") === "f32" &&
     (args.bDType ?? "f32") === "f32";
   const threads = navigator.hardwareConcurrency ?? 2;
   const cfg = full({
     transA,
     transB,
-    bias: args.bias !== undefined,
+    bias: args.bias !== undefined && k0 === 0,
+    accumulate: k0 > 0,
     vecA,
     vecB,
     dtypeA: args.aDType ?? "f32",
@@ -447,9 +612,11 @@ export function encodeMatmul(rt: Runtime, args: MatmulArgs): void {
   if (gx > maxG || gy > maxG) {
     throw new RangeError(`matmul: ${m}x${n} output needs grid ${gx}x${gy}, over ${maxG}`);
   }
-  const bindings = [args.a, args.b];
-  if (args.bias) bindings.push(args.bias.buffer);
-  bindings.push(args.out);
+  const bind = (i: number, b: GPUBuffer) => win ? win[i]!.binding : b;
+  const bindings = [bind(0, args.a), bind(1, args.b)];
+  if (cfg.bias) bindings.push(bind(3, args.bias!.buffer));
+  bindings.push(bind(2, args.out));
+  const biasOffset = cfg.bias ? args.bias!.offset - sh(3) + n0 : 0;
   // Batch runs in grid z, in chunks of at most maxG items (offsets advance per chunk).
   for (let b0 = 0; b0 < batch; b0 += maxG) {
     const nb = Math.min(maxG, batch - b0);
@@ -459,12 +626,14 @@ export function encodeMatmul(rt: Runtime, args: MatmulArgs): void {
       k,
       args.lda,
       args.ldb,
-      args.aOffset + b0 * args.aBatchStride,
-      args.bOffset + b0 * args.bBatchStride,
-      args.outOffset + b0 * m * n,
+      aBase + b0 * args.aBatchStride,
+      bBase + b0 * args.bBatchStride,
+      oBase + b0 * args.m * args.n,
       args.aBatchStride,
       args.bBatchStride,
-      args.bias?.offset ?? 0,
+      biasOffset,
+      args.n,
+      args.m * args.n,
     );
     rt.dispatch(spec, bindings, p, [gx, gy, nb]);
   }
