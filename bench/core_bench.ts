@@ -1,7 +1,7 @@
 /** Core-engine cases: matmul, softmax, layer norm, a fused elementwise chain. */
 import { fromData } from "../engine/graph.ts";
 import { add, mul, relu, sigmoid, sub, tanh } from "../engine/ops/elementwise.ts";
-import { matmul } from "../engine/ops/matmul.ts";
+import { linear, matmul } from "../engine/ops/matmul.ts";
 import { softmax } from "../engine/ops/softmax.ts";
 import { layerNorm } from "../engine/ops/norm.ts";
 import { BYTES, FLOPS } from "./_report.ts";
@@ -29,6 +29,29 @@ export function coreCases(quick: boolean): Case[] {
       },
       peer: (p) => p.matmul(n, n, n, { warmup: 1, iters: n >= 2048 ? 1 : iters }),
     });
+  }
+
+  if (!quick) {
+    // The release MMDiT's MLP down-projection as nn.Linear: x [4096, 12288] · W[3072, 12288]ᵀ.
+    // The weight (144 MiB) and x (192 MiB) exceed a 128 MiB storage binding, so the matmul runs
+    // as windows (blocks of rows and weight rows); the second row is one such block, whole.
+    for (const [m, n, label] of [[4096, 3072, "segmented"], [2048, 1536, "one binding"]] as const) {
+      const k = 12288;
+      CASES.push({
+        name: `release MLP matmul (${label})`,
+        shape: `${m}x${k}x${n} linear`,
+        flops: FLOPS.matmul(m, n, k),
+        iters: 1,
+        kino: () => {
+          const x = fromData(rand(m * k, 7), [m, k], "f32");
+          const w = fromData(rand(n * k, 8), [n, k], "f32");
+          return kinoTime(() => linear(x, w), 1).finally(() => {
+            x.dispose();
+            w.dispose();
+          });
+        },
+      });
+    }
   }
 
   const ROWS = 4096, COLS = 1024;
