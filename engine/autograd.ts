@@ -30,10 +30,9 @@ export class BackwardNotSupportedError extends Error {
  * ```
  */
 export function parameter(name: string, data: Float32Array, shape: readonly number[]): Tensor {
-  const t = keep(fromData(data, shape, "f32"));
+  const t = keep(fromData(data, shape, "f32", name));
   t.requiresGrad = true;
   t.isParameter = true;
-  t.name = name;
   return t;
 }
 

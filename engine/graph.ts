@@ -84,11 +84,16 @@ export function applyView<A>(
   return t;
 }
 
-/** Creates a realized tensor from CPU data (uploaded into the open batch's queue order). */
+/**
+ * Creates a realized tensor from CPU data (uploaded into the open batch's queue order). `name`
+ * (a parameter's checkpoint key) is set before the upload, so a tensor over the device's
+ * `maxBufferSize` is refused naming it.
+ */
 export function fromData(
   data: Float32Array | Int32Array | Uint32Array | Uint16Array,
   shape: Shape,
   dtype: DType,
+  name?: string,
 ): Tensor {
   const want = {
     f32: Float32Array,
@@ -113,6 +118,7 @@ export function fromData(
   }
   const rt = runtime();
   const t = new Tensor(shape, dtype, null);
+  if (name !== undefined) t.name = name;
   t.storage = allocate(rt, t);
   if (data.byteLength > 0) rt.write(t.storage.buffer, 0, data);
   return t;

@@ -11,11 +11,12 @@
  * @module
  */
 import { parameter } from "../engine/autograd.ts";
-import type { DType } from "../engine/dtype.ts";
+import { type DType, DTYPE_BYTES } from "../engine/dtype.ts";
 import { fromData } from "../engine/graph.ts";
 import { fmtShape, numel } from "../engine/shape.ts";
 import { keep, type Tensor } from "../engine/tensor.ts";
 import { SafeTensorsFile } from "../engine/safetensors.ts";
+import { runtime } from "../engine/runtime.ts";
 
 /** How a parameter is initialised when no checkpoint provides it. */
 export type Init =
@@ -197,6 +198,7 @@ export class ParamSet {
       if (strict && bad > 0) {
         throw new CheckpointMismatchError(describe(report, files.map((f) => f.path)));
       }
+      this.checkFits();
       for (const [n, f] of where) {
         if (!this.specs.has(n) || report.wrongShape.some((w) => w.name === n)) continue;
         // compact storage applies to matrices; vectors (biases, norm scales) stay f32
@@ -211,6 +213,27 @@ export class ParamSet {
       return report;
     } finally {
       for (const f of files) f.close();
+    }
+  }
+
+  /**
+   * Throws, before anything is uploaded, naming the first parameter whose stored bytes exceed the
+   * device's `maxBufferSize` (a tensor over one storage binding is fine: ops bind it as windows).
+   */
+  checkFits(): void {
+    const max = runtime().maxBufferSize;
+    for (const spec of this.specs.values()) {
+      const dtype = this.storage === "f32" || spec.shape.length < 2 ? "f32" : this.storage;
+      const bytes = numel(spec.shape) * DTYPE_BYTES[dtype];
+      if (bytes > max) {
+        throw new RangeError(
+          `parameter ${spec.name} ${
+            fmtShape(spec.shape)
+          } ${dtype} needs ${bytes} bytes, over the ` +
+            `device limit maxBufferSize = ${max}; store the weights as bf16/f16 or use a GPU ` +
+            `with larger buffers`,
+        );
+      }
     }
   }
 
@@ -238,8 +261,7 @@ function storedParameter(
   shape: number[],
   dtype: DType,
 ): Tensor {
-  const t = keep(fromData(data, shape, dtype));
-  t.name = name;
+  const t = keep(fromData(data, shape, dtype, name));
   t.isParameter = true;
   return t;
 }
