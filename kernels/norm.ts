@@ -15,17 +15,23 @@
  * Forward (`normFwdKernel`): one pass accumulates the statistics (LayerNorm: Σ(x-K), Σ(x-K)²,
  * shifted by the row's first element K so the single pass keeps its precision; RMSNorm: Σx²), a
  * second pass writes `y = (x - mean) · rstd · w[c] + b[c]`; the row's `mean` (0 for RMSNorm) and
- * `rstd` are saved as a second output `[2, rows]` for the backward pass. The affine index `c` is
- * the position along the axis, or for GroupNorm (`grouped`) `(o % G) · cpg + j / S`.
+ * `rstd` are saved as a second output `[rows, 2]` (interleaved, so the statistics of a block of
+ * rows are one contiguous range) for the backward pass. The affine index `c` is the position along
+ * the axis, or for GroupNorm (`grouped`) `(o % G) · cpg + j / S`.
  *
- * Forward parameters: [rows, n, inner, xOff, wOff, bOff, G, cpg, S, eps].
+ * Forward parameters: [rows, n, inner, xOff, wOff, bOff, G, cpg, S, eps, yOff, statsOff, o0].
  *
  * Backward (`normBwdKernel`), with x̂ = (x - mean) · rstd and g = dy · w[c]:
  * `dx = rstd · (g - mean(g) - x̂ · mean(g · x̂))` (RMSNorm drops the `mean(g)` term).
  *
- * Backward parameters: [rows, n, inner, xOff, gOff, statsOff, wOff, G, cpg, S].
+ * Backward parameters: [rows, n, inner, xOff, gOff, statsOff, wOff, G, cpg, S, dxOff, o0].
  *
- * Offsets are in elements of the binding's type (vec4 units for `row4` bindings).
+ * A dispatch may cover only a block of the rows (an op whose tensors do not fit one storage binding
+ * binds a window of each per block, `engine/window.ts`): `rows` counts the block's rows, the row
+ * index `row` and the element indices start at the block's first row, every operand is read or
+ * written at its offset parameter (the window's start already subtracted), and `o0` is the outer
+ * index of the block's first row (the grouped affine index needs the absolute one). Offsets are in
+ * elements of the binding's type (vec4 units for `row4` bindings).
  *
  * @module
  */
@@ -57,10 +63,11 @@ export function rowGrid(layout: RowLayout, rows: number): number {
 
 /**
  * The pieces of a row kernel; the skeleton supplies, in scope of every piece: `rows`, `n`,
- * `row` (row index), `o` (outer index), `base` (index of the row's first element, in element
- * units of the layout) and, in `body` and `write`, `e` (element index) and `jj` (position along
- * the axis, in vec4 units for `row4`). `body` updates the accumulator `a`; `post` sees the
- * row's total as `r`.
+ * `row` (row index in the dispatch), `o` (outer index in the dispatch), `base` (index of the row's
+ * first element from the dispatch's first element, in element units of the layout) and, in `body`
+ * and `write`, `e` (element index, likewise) and `jj` (position along the axis, in vec4 units for
+ * `row4`). `body` updates the accumulator `a`; `post` sees the row's total as `r`. Every operand
+ * is indexed as its offset parameter plus `e` (or plus `row` for per-row values).
  */
 export interface RowKernelParts {
   name: string;
@@ -178,16 +185,22 @@ function variantKey(v: NormVariant): string {
   }`;
 }
 
-/** Affine binding element type and index expression for a variant. */
-function affine(v: NormVariant, wordBase: number): { wt: string; pre: string; idx: string } {
+/**
+ * Affine binding element type and index expression for a variant; `G, cpg, S` are parameter words
+ * `wordBase..wordBase + 2`, the block's first outer index `o0` is word `o0Word`.
+ */
+function affine(
+  v: NormVariant,
+  wordBase: number,
+  o0Word: number,
+): { wt: string; pre: string; idx: string } {
   const v4 = v.layout === "row4";
   if (!v.grouped) return { wt: v4 ? "vec4<f32>" : "f32", pre: "", idx: "jj" };
   // grouped row4 requires S % 4 == 0, so the 4 lanes share one channel
   return {
     wt: "f32",
-    pre: `let chBase = (o % pu(${wordBase}u)) * pu(${wordBase + 1}u); let S = pu(${
-      wordBase + 2
-    }u);`,
+    pre: `let chBase = ((pu(${o0Word}u) + o) % pu(${wordBase}u)) * pu(${wordBase + 1}u);
+  let S = pu(${wordBase + 2}u);`,
     idx: `chBase + (jj * ${v4 ? 4 : 1}u) / S`,
   };
 }
@@ -199,7 +212,7 @@ export function normFwdKernel(v: NormVariant): KernelSpec {
   const key = variantKey(v);
   let k = fwdCache.get(key);
   if (k) return k;
-  const af = affine(v, 6);
+  const af = affine(v, 6, 12);
   const layer = v.kind === "layer";
   let bi = 1;
   const decl: string[] = [`@group(0) @binding(${bi++}) var<storage, read> x: array<ET>;`];
@@ -214,12 +227,12 @@ export function normFwdKernel(v: NormVariant): KernelSpec {
     bindings: decl.join("\n"),
     inputs: 1 + (v.weight ? 1 : 0) + (v.bias ? 1 : 0),
     outputs: 2,
-    words: 10,
+    words: 13,
     helpers: ADD,
     accType: layer ? "vec2<f32>" : "f32",
     accInit: layer ? "vec2<f32>(0.0)" : "0.0",
     combine: layer ? "add_v2" : "add_f",
-    pre: `let xo = pu(3u); ${layer ? `let K = ${first};` : ""} ${af.pre}`,
+    pre: `let xo = pu(3u); let yo = pu(10u); ${layer ? `let K = ${first};` : ""} ${af.pre}`,
     body: layer
       ? `let d = x[xo + e] - K; a += vec2<f32>(hsum(d), hsum(d * d));`
       : `let v = x[xo + e]; a += hsum(v * v);`,
@@ -230,8 +243,8 @@ export function normFwdKernel(v: NormVariant): KernelSpec {
     write: `var v = ${layer ? "(x[xo + e] - mean)" : "x[xo + e]"} * rstd;` +
       (v.weight ? ` v = v * w[pu(4u) + ${af.idx}];` : "") +
       (v.bias ? ` v = v + b[pu(5u) + ${af.idx}];` : "") +
-      ` y[e] = v;`,
-    rowEnd: `st[row] = mean; st[rows + row] = rstd;`,
+      ` y[yo + e] = v;`,
+    rowEnd: `let so = pu(11u) + 2u * row; st[so] = mean; st[so + 1u] = rstd;`,
   });
   fwdCache.set(key, k);
   return k;
@@ -247,7 +260,7 @@ export function normBwdKernel(v: NormVariant): KernelSpec {
   const key = variantKey({ ...v, bias: false });
   let k = bwdCache.get(key);
   if (k) return k;
-  const af = affine(v, 7);
+  const af = affine(v, 7, 11);
   const decl = [
     `@group(0) @binding(1) var<storage, read> x: array<ET>;`,
     `@group(0) @binding(2) var<storage, read> gy: array<ET>;`,
@@ -264,18 +277,18 @@ export function normBwdKernel(v: NormVariant): KernelSpec {
     bindings: decl.join("\n"),
     inputs: v.weight ? 4 : 3,
     outputs: 1,
-    words: 10,
+    words: 12,
     helpers: ADD,
     accType: "vec2<f32>",
     accInit: "vec2<f32>(0.0)",
     combine: "add_v2",
-    pre: `let xo = pu(3u); let go = pu(4u); let so = pu(5u);
-  let mean = st[so + row]; let rstd = st[so + rows + row]; ${af.pre}`,
+    pre: `let xo = pu(3u); let go = pu(4u); let so = pu(5u) + 2u * row; let dxo = pu(10u);
+  let mean = st[so]; let rstd = st[so + 1u]; ${af.pre}`,
     body: `let xh = (x[xo + e] - mean) * rstd; let g = ${g};
     a += vec2<f32>(hsum(g), hsum(g * xh));`,
     post: `let c1 = ${v.kind === "layer" ? "r.x / f32(n)" : "0.0"}; let c2 = r.y / f32(n);`,
     write: `let xh = (x[xo + e] - mean) * rstd; let g = ${g};
-    dx[e] = rstd * (g - c1 - xh * c2);`,
+    dx[dxo + e] = rstd * (g - c1 - xh * c2);`,
   });
   bwdCache.set(key, k);
   return k;

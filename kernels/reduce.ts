@@ -8,7 +8,13 @@
  * 2. `col` (inner > 1): one invocation per output element walks R with stride `inner`; adjacent
  *    invocations read adjacent addresses.
  *
- * Parameters: [outer, R, inner, inOffset, outOffset].
+ * Parameters: [count, R, inner, inOffset, outOffset, accumulate]: `count` is the number of rows
+ * (`row`) or of outputs (`col`, output `id` is `[id / inner, id % inner]`; `outer · inner` for the
+ * whole tensor, fewer for a block of one outer index). With `accumulate` ≠ 0 the kernel combines
+ * its result with the value already in the output instead of overwriting it (`col` continues its
+ * sequential walk from that value, so the result is the same to the bit): an op whose reduced
+ * range does not fit one storage binding reduces it in segments, each bound as a window
+ * (`engine/window.ts`), into the same output.
  *
  * @module
  */
@@ -55,11 +61,12 @@ export function reduceKernel(kind: ReduceKind, variant: "row" | "row4" | "col"):
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let id = (wg.y * nwg.x + wg.x) * 64u + lid;
-  let outer = pu(0u); let r = pu(1u); let inner = pu(2u);
-  if (id >= outer * inner) { return; }
+  let r = pu(1u); let inner = pu(2u);
+  if (id >= pu(0u)) { return; }
   let o = id / inner; let i = id % inner;
   var base = pu(3u) + o * r * inner + i;
   var acc: f32 = ${INIT[kind]};
+  if (pu(5u) != 0u) { acc = y[pu(4u) + id]; }
   for (var j = 0u; j < r; j++) { acc = ${c("acc", "x[base]")}; base += inner; }
   y[pu(4u) + id] = acc;
 }`
@@ -88,7 +95,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (lid < s) { part[lid] = ${c("part[lid]", "part[lid + s]")}; }
     workgroupBarrier();
   }
-  if (lid == 0u) { y[pu(4u) + row] = part[0]; }
+  if (lid == 0u) {
+    var v = part[0];
+    if (pu(5u) != 0u) { v = ${c("y[pu(4u) + row]", "v")}; }
+    y[pu(4u) + row] = v;
+  }
 }`;
   k = { name: `reduce_${kind}_${variant}`, code: paramsWGSL(8) + body, inputs: 1, outputs: 1 };
   cache.set(key, k);

@@ -5,10 +5,13 @@
  * Forward: one pass keeps an online (max, Σ exp(x - max)) pair per invocation, rescaling the sum
  * when the max grows (numerically stable, one exp per element); the pairs are merged in the
  * workgroup reduction; a second pass writes `exp(x - max) / Σ` or `(x - max) - log Σ`.
- * Parameters: [rows, n, inner, xOff].
+ * Parameters: [rows, n, inner, xOff, yOff].
  *
  * Backward, from the output y and its gradient dy: softmax `dx = y · (dy - Σ dy·y)`,
- * log-softmax `dx = dy - exp(y) · Σ dy`. Parameters: [rows, n, inner, yOff, gOff].
+ * log-softmax `dx = dy - exp(y) · Σ dy`. Parameters: [rows, n, inner, yOff, gOff, dxOff].
+ *
+ * Offsets are in elements of the binding's type (vec4 units for `row4`); a dispatch may cover a
+ * block of the rows, each operand then bound as a window (see `kernels/norm.ts`).
  *
  * @module
  */
@@ -43,15 +46,15 @@ export function softmaxFwdKernel(log: boolean, layout: RowLayout): KernelSpec {
 @group(0) @binding(2) var<storage, read_write> y: array<ET>;`,
     inputs: 1,
     outputs: 1,
-    words: 4,
+    words: 5,
     helpers: MERGE,
     accType: "vec2<f32>",
     accInit: `vec2<f32>(${LOWEST}, 0.0)`,
     combine: "smx_merge",
-    pre: `let xo = pu(3u);`,
+    pre: `let xo = pu(3u); let yo = pu(4u);`,
     body,
     post: log ? `let m = r.x; let ls = log(r.y);` : `let m = r.x; let inv = 1.0 / r.y;`,
-    write: log ? `y[e] = (x[xo + e] - m) - ls;` : `y[e] = exp(x[xo + e] - m) * inv;`,
+    write: log ? `y[yo + e] = (x[xo + e] - m) - ls;` : `y[yo + e] = exp(x[xo + e] - m) * inv;`,
   });
   fwdCache.set(key, k);
   return k;
@@ -72,17 +75,17 @@ export function softmaxBwdKernel(log: boolean, layout: RowLayout): KernelSpec {
 @group(0) @binding(3) var<storage, read_write> dx: array<ET>;`,
     inputs: 2,
     outputs: 1,
-    words: 5,
+    words: 6,
     helpers: MERGE,
     accType: "f32",
     accInit: "0.0",
     combine: "add_f",
-    pre: `let yo = pu(3u); let go = pu(4u);`,
+    pre: `let yo = pu(3u); let go = pu(4u); let dxo = pu(5u);`,
     body: log ? `a += hsum(gy[go + e]);` : `a += hsum(gy[go + e] * y[yo + e]);`,
     post: ``,
     write: log
-      ? `dx[e] = gy[go + e] - exp(y[yo + e]) * r;`
-      : `let yv = y[yo + e]; dx[e] = yv * (gy[go + e] - r);`,
+      ? `dx[dxo + e] = gy[go + e] - exp(y[yo + e]) * r;`
+      : `let yv = y[yo + e]; dx[dxo + e] = yv * (gy[go + e] - r);`,
   });
   bwdCache.set(key, k);
   return k;

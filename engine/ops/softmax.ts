@@ -4,21 +4,26 @@
  * The input is made dense and viewed as `[outer, n, inner]` (n = the axis), which the kernel
  * reduces across directly (no transpose copy). Only when there are very few columns and long
  * rows (e.g. axis 0 of `[4096, 2]`) is the axis moved last first, so that a whole workgroup
- * shares each row.
+ * shares each row. Tensors larger than one storage binding are processed in blocks of rows, each
+ * binding only its windows (`rowPieces` of `engine/ops/norm.ts`); a row that does not fit throws.
  *
  * @module
  */
 import { apply1 } from "../graph.ts";
-import { gridFor } from "../kernel.ts";
-import { normAxis, numel } from "../shape.ts";
-import { checkAlive, type OpDef, type Tensor } from "../tensor.ts";
-import { rowGrid, rowLayout } from "../../kernels/norm.ts";
+import { gridFor, type KernelSpec } from "../kernel.ts";
+import type { Runtime } from "../runtime.ts";
+import { normAxis, numel, type Shape } from "../shape.ts";
+import { checkAlive, type OpDef, type Tensor, type TensorView } from "../tensor.ts";
+import { rowGrid, type RowLayout, rowLayout } from "../../kernels/norm.ts";
 import { softmaxBwdKernel, softmaxFwdKernel } from "../../kernels/softmax.ts";
 import { copy } from "./elementwise.ts";
 import { contiguous, permute, reshape } from "./movement.ts";
+import { rowPieces } from "./norm.ts";
 
 interface SoftmaxAttrs {
   log: boolean;
+  /** The caller's input shape (for errors). */
+  shape: Shape;
   outer: number;
   n: number;
   inner: number;
@@ -32,22 +37,41 @@ function layoutOf(a: SoftmaxAttrs, offsets: number[]) {
   return rowLayout(a.n, a.inner, offsets.every((o) => o % 4 === 0));
 }
 
+/**
+ * Dispatches a softmax kernel over the rows of dense `[outer, n, inner]` operands, split into
+ * blocks whose windows fit one storage binding ({@linkcode rowPieces}); extra parameter words:
+ * every operand's offset in its binding.
+ */
+function encodeRows(
+  rt: Runtime,
+  a: SoftmaxAttrs,
+  what: string,
+  spec: (layout: RowLayout) => KernelSpec,
+  views: TensorView[],
+): void {
+  if (a.outer * a.inner === 0 || a.n === 0) return;
+  const layout = layoutOf(a, views.map((v) => v.offset));
+  const u = layout === "row4" ? 4 : 1;
+  const k = spec(layout);
+  const maxG = rt.info.limits.maxComputeWorkgroupsPerDimension;
+  const ops = views.map((view) => ({ view, kind: "rows" as const }));
+  for (const pc of rowPieces(rt, what, a.shape, a.outer, a.n, a.inner, ops)) {
+    rt.dispatch(
+      k,
+      pc.bindings,
+      [pc.rows, a.n, a.inner, ...pc.offsets.map((o) => o / u)],
+      gridFor(rowGrid(layout, pc.rows), 1, maxG),
+    );
+  }
+}
+
 const SOFTMAX_BWD: OpDef<SoftmaxAttrs> = {
   name: "softmax_backward",
   kind: "kernel",
   encode: ({ rt, inputs, outputs, attrs }) => {
-    const y = inputs[0]!;
-    const g = inputs[1]!;
-    const rows = attrs.outer * attrs.inner;
-    if (rows === 0 || attrs.n === 0) return;
-    const layout = layoutOf(attrs, [y.offset, g.offset]);
-    const u = layout === "row4" ? 4 : 1;
-    rt.dispatch(
-      softmaxBwdKernel(attrs.log, layout),
-      [y.buffer, g.buffer, outputs[0]!.buffer],
-      [layout === "col" ? rows : attrs.outer, attrs.n, attrs.inner, y.offset / u, g.offset / u],
-      gridFor(rowGrid(layout, rows), 1, rt.info.limits.maxComputeWorkgroupsPerDimension),
-    );
+    const what = `${attrs.log ? "logSoftmax" : "softmax"} backward`;
+    const spec = (layout: RowLayout) => softmaxBwdKernel(attrs.log, layout);
+    encodeRows(rt, attrs, what, spec, [inputs[0]!, inputs[1]!, outputs[0]!]);
   },
 };
 
@@ -55,17 +79,9 @@ const SOFTMAX: OpDef<SoftmaxAttrs> = {
   name: "softmax",
   kind: "kernel",
   encode: ({ rt, inputs, outputs, attrs }) => {
-    const x = inputs[0]!;
-    const rows = attrs.outer * attrs.inner;
-    if (rows === 0 || attrs.n === 0) return;
-    const layout = layoutOf(attrs, [x.offset]);
-    const u = layout === "row4" ? 4 : 1;
-    rt.dispatch(
-      softmaxFwdKernel(attrs.log, layout),
-      [x.buffer, outputs[0]!.buffer],
-      [layout === "col" ? rows : attrs.outer, attrs.n, attrs.inner, x.offset / u],
-      gridFor(rowGrid(layout, rows), 1, rt.info.limits.maxComputeWorkgroupsPerDimension),
-    );
+    const what = attrs.log ? "logSoftmax" : "softmax";
+    const spec = (layout: RowLayout) => softmaxFwdKernel(attrs.log, layout);
+    encodeRows(rt, attrs, what, spec, [inputs[0]!, outputs[0]!]);
   },
   backward: ({ outputs, grads, attrs }) => {
     const y = outputs[0]!;
@@ -74,9 +90,15 @@ const SOFTMAX: OpDef<SoftmaxAttrs> = {
   },
 };
 
-function softmaxAlong(name: string, log: boolean, x: Tensor, axis: number): Tensor {
+function softmaxAlong(
+  name: string,
+  log: boolean,
+  x: Tensor,
+  axis: number,
+  shape: Shape = x.shape,
+): Tensor {
   checkAlive(name, x);
-  if (x.rank === 0) return reshape(softmaxAlong(name, log, reshape(x, [1]), 0), []);
+  if (x.rank === 0) return reshape(softmaxAlong(name, log, reshape(x, [1]), 0, shape), []);
   const ax = normAxis(name, axis, x.rank);
   const outer = numel(x.shape.slice(0, ax));
   const n = x.shape[ax]!;
@@ -84,10 +106,11 @@ function softmaxAlong(name: string, log: boolean, x: Tensor, axis: number): Tens
   if (inner > 1 && n >= LONG_ROW && outer * inner < FEW_COLUMNS) {
     const perm = [...Array(x.rank).keys()].filter((d) => d !== ax).concat(ax);
     const inv = perm.map((_, i) => perm.indexOf(i));
-    return permute(softmaxAlong(name, log, permute(x, perm), -1), inv);
+    return permute(softmaxAlong(name, log, permute(x, perm), -1, shape), inv);
   }
   const src = x.dtype === "f32" ? contiguous(x) : copy(x);
-  return apply1(SOFTMAX, [src], { log, outer, n, inner }, { shape: x.shape, dtype: "f32" });
+  const attrs = { log, shape, outer, n, inner };
+  return apply1(SOFTMAX, [src], attrs, { shape: x.shape, dtype: "f32" });
 }
 
 /**
