@@ -4,15 +4,18 @@
  *
  * State lives in *arenas*: the parameters, their gradients, and the Adam moments (m, v) are laid
  * out in one flat index space (each parameter a segment padded to 64 elements), cut into chunks
- * no larger than the device's `maxStorageBufferBindingSize`. At construction the parameters are
+ * no larger than the storage-binding limit (`maxStorageBufferBindingSize`, or the lower
+ * `rt.maxBinding`). A parameter larger than that gets a chunk of its own (one buffer, up to
+ * `maxBufferSize`), which every kernel processes as several windows of at most the binding limit
+ * (whole multiples of 64 elements), one dispatch each. At construction the parameters are
  * copied into the parameter arena and re-pointed there (`Tensor.rebind`), so the kernel updates
  * them in place (views of a parameter made before that keep the old storage). A step records,
  * into the open batch and without any CPU read-back:
  * 1. one buffer copy per parameter gathering its gradient into the gradient arena;
- * 2. if clipping (or norm tracking) is on: per chunk, a partial sum-of-squares dispatch, then one
- *    dispatch reducing them to the global norm (a GPU buffer);
- * 3. per chunk, one AdamW dispatch (clip + decoupled decay + moments + update, vec4), which reads
- *    the norm from the GPU buffer and updates the parameters where they live.
+ * 2. if clipping (or norm tracking) is on: per chunk (window), a partial sum-of-squares dispatch,
+ *    then one dispatch reducing them to the global norm (a GPU buffer);
+ * 3. per chunk (window), one AdamW dispatch (clip + decoupled decay + moments + update, vec4),
+ *    which reads the norm from the GPU buffer and updates the parameters where they live.
  *
  * @module
  */
@@ -24,6 +27,7 @@ import { zeroGrad } from "./autograd.ts";
 import { copy } from "./ops/elementwise.ts";
 import { read } from "./ops/movement.ts";
 import { gridFor } from "./kernel.ts";
+import { chunks, fitsBinding, rangeFits, windowOf } from "./window.ts";
 import {
   adamwKernel,
   emaKernel,
@@ -92,9 +96,11 @@ function layoutParams(
     names.add(name);
     const size = p.size;
     const padded = Math.max(ALIGN, Math.ceil(size / ALIGN) * ALIGN);
-    if (padded > devMax) {
+    // a parameter over the chunk size gets a chunk of its own, processed as windows
+    if (padded * 4 > rt.maxBufferSize) {
       throw new RangeError(
-        `${who}: ${p} has ${size} elements, over one storage binding (${devMax} f32); split it`,
+        `${who}: ${p} needs ${padded * 4} bytes, over the device limit maxBufferSize = ` +
+          `${rt.maxBufferSize}; split it`,
       );
     }
     let c = chunks.length - 1;
@@ -123,15 +129,34 @@ class Arena {
   get buffers(): GPUBuffer[] {
     return this.storages.map((s) => s.buffer);
   }
-  /** Binding of chunk `c`: exactly its elements (the pooled buffer may be larger). */
-  bind(c: number): Binding {
-    return { buffer: this.storages[c]!.buffer, offset: 0, size: this.chunks[c]! * 4 };
+  /**
+   * Binding of elements `[a, b)` of chunk `c` (default: the whole chunk, exactly its elements; the
+   * pooled buffer may be larger). `a` and `b` are multiples of {@linkcode ALIGN}, as
+   * {@linkcode windowsOf} cuts them.
+   */
+  bind(c: number, a = 0, b = this.chunks[c]!): Binding {
+    return { buffer: this.storages[c]!.buffer, offset: a * 4, size: (b - a) * 4 };
   }
   /** Drops the arena's reference (chunks shared with parameters live on with them). */
   dispose(): void {
     for (const s of this.storages) s.release();
     this.storages.length = 0;
   }
+}
+
+/**
+ * The element ranges of a chunk of `n` elements that one dispatch each processes: the whole chunk
+ * when it fits one storage binding, else windows of whole multiples of {@linkcode ALIGN} elements
+ * (256 bytes, so every window offset is aligned) of at most the binding limit.
+ */
+function windowsOf(rt: Runtime, n: number): [number, number][] {
+  if (n * 4 <= rt.maxBinding) return [[0, n]];
+  return chunks(n, (a, b) => (b - a) * 4 <= rt.maxBinding, "optimizer arena chunk", ALIGN);
+}
+
+/** Workgroups (= partial sums) of the norm dispatch over `n` elements. */
+function normGroups(n: number): number {
+  return Math.min(NORM_GROUPS, Math.ceil(n / 4 / OPTIM_WG));
 }
 
 /** A fresh, uninitialised dense f32 tensor (its content is written by the caller's copies). */
@@ -233,7 +258,10 @@ export class AdamW {
   private readonly m: Arena;
   private readonly v: Arena;
   private readonly normBuf: GPUBuffer;
-  private readonly partialBuf: GPUBuffer;
+  /** Partial sums of squares, one per workgroup of every window's norm dispatch, in order. */
+  private partialBuf: GPUBuffer;
+  /** Capacity of {@linkcode AdamW.partialBuf} in partial sums. */
+  private partialCount: number;
   private readonly track: boolean;
   private normValid = false;
   private zeroBuf: GPUBuffer | null = null;
@@ -265,9 +293,8 @@ export class AdamW {
     this.v = new Arena(rt, ch, "AdamW exp_avg_sq");
     this.normBuf = rt.pool.acquire(4, "AdamW grad norm");
     rt.write(this.normBuf, 0, new Float32Array(1));
-    const nPart = ch.length * NORM_GROUPS;
-    this.partialBuf = rt.pool.acquire(nPart * 4, "AdamW norm partials");
-    rt.write(this.partialBuf, 0, new Float32Array(nPart));
+    this.partialCount = ch.reduce((a, n) => a + normGroups(n), 0);
+    this.partialBuf = rt.pool.acquire(this.partialCount * 4, "AdamW norm partials");
     this.gatherParams();
     // the parameters now live in the arena: the fused kernel updates them in place
     for (const sl of this.layout.slots) sl.param.rebind(this.params.storages[sl.chunk]!, sl.offset);
@@ -348,25 +375,43 @@ export class AdamW {
     if (clip && !(this.maxGradNorm! > 0)) {
       throw new RangeError(`AdamW.step: maxGradNorm must be > 0, got ${this.maxGradNorm}`);
     }
-    // 2. global grad norm
-    const chunks = this.layout.chunks;
+    // the dispatch pieces: every chunk, or its windows when it is over one binding
+    const pieces = this.layout.chunks.flatMap((n, c) =>
+      windowsOf(rt, n).map(([a, b]) => [c, a, b] as const)
+    );
+    // 2. global grad norm: the partials of every window, packed in order, then their sum
     if (clip || this.track) {
-      chunks.forEach((n, c) => {
-        const n4 = n / 4;
-        const groups = Math.min(NORM_GROUPS, Math.ceil(n4 / OPTIM_WG));
+      const groups = pieces.map(([, a, b]) => normGroups(b - a));
+      const count = groups.reduce((x, y) => x + y, 0);
+      if (count > this.partialCount) {
+        rt.pool.release(this.partialBuf);
+        this.partialBuf = rt.pool.acquire(count * 4, "AdamW norm partials");
+        this.partialCount = count;
+      }
+      let first = 0;
+      pieces.forEach(([c, a, b], p) => {
+        const pw = windowOf(rt, this.partialBuf, "f32", first, first + groups[p]!);
         rt.dispatch(
           sqNormPartialKernel(),
-          [this.grads.bind(c), this.partialBuf],
-          [n4, c * NORM_GROUPS],
-          [groups, 1, 1],
+          [this.grads.bind(c, a, b), pw.binding],
+          [(b - a) / 4, first - pw.shift],
+          [groups[p]!, 1, 1],
+        );
+        first += groups[p]!;
+      });
+      const ranges: [number, number][] = fitsBinding(rt, this.partialBuf)
+        ? [[0, count]]
+        : chunks(count, (a, b) => rangeFits(rt, "f32", a, b), "AdamW norm");
+      ranges.forEach(([a, b], k) => {
+        const w = windowOf(rt, this.partialBuf, "f32", a, b, "AdamW norm");
+        const mode = (k > 0 ? 1 : 0) | (k === ranges.length - 1 ? 2 : 0);
+        rt.dispatch(
+          sqNormFinalKernel(),
+          [w.binding, this.normBuf],
+          [b - a, a - w.shift, mode],
+          [1, 1, 1],
         );
       });
-      rt.dispatch(
-        sqNormFinalKernel(),
-        [this.partialBuf, this.normBuf],
-        [chunks.length * NORM_GROUPS],
-        [1, 1, 1],
-      );
       this.normValid = true;
     } else this.normValid = false;
 
@@ -390,15 +435,16 @@ export class AdamW {
       ]),
     ];
     const maxG = rt.info.limits.maxComputeWorkgroupsPerDimension;
-    chunks.forEach((n, c) => {
-      words[0] = n / 4;
+    for (const [c, a, b] of pieces) {
+      words[0] = (b - a) / 4;
+      const [g, p, m, v] = [this.grads, this.params, this.m, this.v].map((r) => r.bind(c, a, b));
       rt.dispatch(
         adamwKernel(),
-        [this.grads.bind(c), this.normBuf, this.params.bind(c), this.m.bind(c), this.v.bind(c)],
+        [g!, this.normBuf, p!, m!, v!],
         words,
-        gridFor(n / 4, OPTIM_WG, maxG),
+        gridFor(words[0], OPTIM_WG, maxG),
       );
-    });
+    }
   }
 
   /** Drops every parameter's gradient. */
@@ -568,12 +614,14 @@ export class EMA {
     const maxG = this.rt.info.limits.maxComputeWorkgroupsPerDimension;
     const [d, w] = f32Words([this.decay, 1 - this.decay]);
     this.layout.chunks.forEach((n, c) => {
-      this.rt.dispatch(
-        emaKernel(),
-        [this.src.bind(c), this.ema.bind(c)],
-        [n / 4, d!, w!],
-        gridFor(n / 4, OPTIM_WG, maxG),
-      );
+      for (const [a, b] of windowsOf(this.rt, n)) {
+        this.rt.dispatch(
+          emaKernel(),
+          [this.src.bind(c, a, b), this.ema.bind(c, a, b)],
+          [(b - a) / 4, d!, w!],
+          gridFor((b - a) / 4, OPTIM_WG, maxG),
+        );
+      }
     });
   }
 

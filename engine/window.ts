@@ -161,3 +161,103 @@ export function chunks(
   }
   return out;
 }
+
+/**
+ * An operand of a dispatch over a box-shaped index space (a strided copy, a padding): at
+ * coordinates `c` it touches element `offset + Σ c_a·strides[a]` (strides ≥ 0), only where every
+ * `c_a` lies in `clip[a]` (default: everywhere).
+ */
+export interface BoxOperand {
+  /** Its buffer. */
+  buffer: GPUBuffer;
+  /** Its element type. */
+  dtype: DType;
+  /** Element at coordinates 0. */
+  offset: number;
+  /** Element stride per axis. */
+  strides: readonly number[];
+  /** Per axis, the coordinates `[lo, hi)` at which it is touched (default: all). */
+  clip?: readonly (readonly [number, number])[];
+}
+
+/** A sub-box of an index space: its first coordinate and size per axis. */
+export interface Box {
+  /** First coordinate per axis. */
+  start: number[];
+  /** Size per axis. */
+  size: number[];
+}
+
+/** Per axis, the coordinates `[lo, hi)` of `box` at which `op` is touched (may be empty). */
+function touched(op: BoxOperand, box: Box): [number, number][] {
+  return box.size.map((n, a) => {
+    const [lo, hi] = op.clip?.[a] ?? [-Infinity, Infinity];
+    return [Math.max(box.start[a]!, lo), Math.min(box.start[a]! + n, hi)];
+  });
+}
+
+/** The element range `[first, end)` `op` touches over `box`, or null when it touches none. */
+export function boxSpan(op: BoxOperand, box: Box): [number, number] | null {
+  let first = op.offset, last = op.offset;
+  for (const [a, [lo, hi]] of touched(op, box).entries()) {
+    if (hi <= lo) return null;
+    first += lo * op.strides[a]!;
+    last += (hi - 1) * op.strides[a]!;
+  }
+  return [first, last + 1];
+}
+
+/**
+ * Cuts the index space `shape` into boxes over which every operand whose buffer does not fit one
+ * binding touches a range that does (one box, the whole shape, when all fit). A box too wide for
+ * an operand is cut along the axis adding most to that operand's span, into the longest pieces
+ * that fit (the last axis only into multiples of `quantum`, e.g. a vec4 run), so a transposed
+ * view is tiled rather than cut into single rows. A single element always fits.
+ */
+export function boxes(
+  rt: Runtime,
+  shape: readonly number[],
+  ops: readonly BoxOperand[],
+  quantum = 1,
+): Box[] {
+  const whole = { start: shape.map(() => 0), size: [...shape] };
+  const windowed = ops.filter((o) => !fitsBinding(rt, o.buffer));
+  if (windowed.length === 0) return [whole];
+  const last = shape.length - 1;
+  const out: Box[] = [];
+  const todo = [whole];
+  while (todo.length) {
+    const box = todo.pop()!;
+    // the operand whose span exceeds its window the most
+    let worst: BoxOperand | null = null;
+    let excess = 1;
+    for (const o of windowed) {
+      const s = boxSpan(o, box);
+      const r = s ? (s[1] - s[0]) / windowElems(rt, o.dtype) : 0;
+      if (r > excess) [worst, excess] = [o, r];
+    }
+    if (!worst) {
+      out.push(box);
+      continue;
+    }
+    const t = touched(worst, box);
+    const grow = (a: number) => (t[a]![1] - t[a]![0] - 1) * worst.strides[a]!;
+    let axis = 0;
+    for (let a = 1; a < shape.length; a++) if (grow(a) > grow(axis)) axis = a;
+    const [first, end] = boxSpan(worst, box)!;
+    const room = windowElems(rt, worst.dtype) - (end - first - grow(axis));
+    let len = room >= 0 ? Math.floor(room / worst.strides[axis]!) + 1 : 1;
+    if (axis === last && quantum > 1) len = Math.max(quantum, len - (len % quantum));
+    const n = box.size[axis]!;
+    if (len >= n) throw new Error("internal: boxes made no progress");
+    // pushed last piece first, so that boxes come out in order
+    for (let s = Math.floor((n - 1) / len) * len; s >= 0; s -= len) {
+      const start = [...box.start];
+      const size = [...box.size];
+      start[axis] = box.start[axis]! + s;
+      size[axis] = Math.min(len, n - s);
+      todo.push({ start, size });
+    }
+  }
+  return out;
+}

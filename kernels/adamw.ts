@@ -1,12 +1,17 @@
 /**
  * Optimizer kernels over flat f32 arenas (every parameter segment padded to a multiple of 64
- * elements, so every binding is vec4-aligned and its length a multiple of 4):
+ * elements, so every binding is vec4-aligned and its length a multiple of 4). A chunk larger than
+ * one storage binding (one parameter larger than the chunk size) is processed as windows of
+ * whole multiples of 64 elements, one dispatch each; the kernels only see their window:
  *
  * 1. {@linkcode sqNormPartialKernel}: partial sums of squares of a gradient chunk, one per
  *    workgroup (grid-stride loop with vec4 loads and a vec4 accumulator, then a tree reduction
  *    in workgroup memory). Parameters: `[n4, partialOffset]`; grid `[groups, 1, 1]`.
- * 2. {@linkcode sqNormFinalKernel}: one workgroup sums every partial and writes the L2 norm
- *    `sqrt(Σ)` to `out[0]`. Parameters: `[count]`; grid `[1, 1, 1]`.
+ * 2. {@linkcode sqNormFinalKernel}: one workgroup sums the partials `part[first ..
+ *    first + count)` and writes the L2 norm `sqrt(Σ)` to `out[0]`. Parameters: `[count, first,
+ *    mode]`; grid `[1, 1, 1]`. When the partials are bound as several windows, one dispatch per
+ *    window: `mode` bit 0 adds `out[0]` (the sum so far) to the window's sum, bit 1 takes the
+ *    square root (the last window); a single dispatch uses mode 2.
  * 3. {@linkcode adamwKernel}: the fused AdamW update of one chunk (PyTorch `_single_tensor_adam`
  *    order of operations, in f32): optional clip `g *= min(maxNorm / (norm + 1e-6), 1)` with the
  *    norm read from a GPU buffer; `p *= 1 − lr·wd`; `m = lerp(m, g, 1 − β1)`;
@@ -68,7 +73,7 @@ ${TREE}
   }));
 }
 
-/** Sum of all partials, square root, into `out[0]`. */
+/** Sum of the partials of one window, square root after the last, into `out[0]`. */
 export function sqNormFinalKernel(): KernelSpec {
   return cached("optim_sqnorm_final", () => ({
     inputs: 1,
@@ -80,9 +85,13 @@ var<workgroup> sh: array<f32, ${OPTIM_WG}>;
 ${MAIN}
   let count = pu(0u);
   var acc = 0.0;
-  for (var i = lid; i < count; i += ${OPTIM_WG}u) { acc += part[i]; }
+  for (var i = lid; i < count; i += ${OPTIM_WG}u) { acc += part[pu(1u) + i]; }
 ${TREE}
-  if (lid == 0u) { out[0] = sqrt(sh[0]); }
+  if (lid == 0u) {
+    var total = sh[0];
+    if ((pu(2u) & 1u) != 0u) { total += out[0]; }
+    out[0] = select(total, sqrt(total), (pu(2u) & 2u) != 0u);
+  }
 }`,
   }));
 }

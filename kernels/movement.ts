@@ -115,13 +115,19 @@ function indexFn(itype: IndexType): string {
  * invocation writes a run of 4 inner elements (or one `vec4` in the vec4 variant: raw source,
  * `inner % 4 == 0`, source offset % 4 == 0).
  *
- * Parameter words: `[runs, nIdx, inner, n, idxOff, xOff, runsPerRow]`.
+ * One dispatch covers output rows `[rowBase, rowBase + runs / runsPerRow)` (row = `o·nIdx + j`)
+ * and writes only the rows whose clamped index lies in `[rLo, rHi)` (a masked pass over one source
+ * range, when the source is bound as windows). Offsets are element offsets into the bound windows
+ * and may be "negative" (u32 wrap-around): they are added to before any division.
+ *
+ * Parameter words: `[runs, nIdx, inner, n, idxOff, xOff, runsPerRow, rowBase, outShift, rLo,
+ * rHi]` (output element `e` of the op is `out[e - outShift]`).
  */
 export function gatherKernel(mode: SourceMode, itype: IndexType, vec4: boolean): KernelSpec {
   if (vec4 && mode !== "raw") throw new Error("internal: vec4 gather needs a raw source");
   return cached(`gather/${mode}/${itype}/${vec4}`, () => {
     const T = vec4 ? "vec4<u32>" : "u32";
-    const code = `${paramsWGSL(8)}
+    const code = `${paramsWGSL(12)}
 @group(0) @binding(1) var<storage, read> x: array<${T}>;
 @group(0) @binding(2) var<storage, read> idx: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<${T}>;
@@ -133,17 +139,18 @@ ${MAIN}
   if (id >= pu(0u)) { return; }
   let nIdx = pu(1u); let inner = pu(2u); let n = pu(3u);
   let k = id % pu(6u);
-  let row = id / pu(6u);        // = o * nIdx + j
+  let row = pu(7u) + id / pu(6u);   // = o * nIdx + j
   let o = row / nIdx;
   let j = row % nIdx;
-  let src = (o * n + index_at(j, n)) * inner;
+  let r = index_at(j, n);
+  if (r < pu(9u) || r >= pu(10u)) { return; }
+  let src = pu(5u) + (o * n + r) * inner;
+  let dst = row * inner - pu(8u);
   ${
-      vec4
-        ? `out[row * (inner / 4u) + k] = x[pu(5u) / 4u + src / 4u + k];`
-        : `for (var q = 0u; q < 4u; q++) {
+      vec4 ? `out[dst / 4u + k] = x[src / 4u + k];` : `for (var q = 0u; q < 4u; q++) {
     let e = k * 4u + q;
     if (e >= inner) { break; }
-    out[row * inner + e] = load(pu(5u) + src + e);
+    out[dst + e] = load(src + e);
   }`
     }
 }`;
@@ -164,13 +171,18 @@ ${MAIN}
  * Each invocation handles 4 inner elements (one `vec4` when `inner % 4 == 0` and the gradient
  * offset is a multiple of 4).
  *
- * Parameter words: `[runs, nIdx, inner, n, idxOff, gOff, runsPerRow]`; output dense
- * `[outer, n, inner]` f32.
+ * One dispatch covers output rows `[rowBase, rowBase + runs / runsPerRow)` (row = `o·n + r`) and
+ * the gradient rows `j` in `[jLo, jHi)`; with `accumulate` set its sums start from what `out`
+ * holds (a later pass over the next index range, when the gradient is bound as windows: the
+ * additions happen in the same order as in one pass, so the result is the same).
+ *
+ * Parameter words: `[runs, nIdx, inner, n, idxOff, gOff, runsPerRow, rowBase, outShift, jLo, jHi,
+ * accumulate]`; output dense `[outer, n, inner]` f32 (element `e` is `out[e - outShift]`).
  */
 export function scatterAddKernel(itype: IndexType, vec4: boolean): KernelSpec {
   return cached(`scatter_add/${itype}/${vec4}`, () => {
     const T = vec4 ? "vec4<f32>" : "f32";
-    const code = `${paramsWGSL(8)}
+    const code = `${paramsWGSL(12)}
 @group(0) @binding(1) var<storage, read> g: array<${T}>;
 @group(0) @binding(2) var<storage, read> idx: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<${T}>;
@@ -181,22 +193,29 @@ ${MAIN}
   if (id >= pu(0u)) { return; }
   let nIdx = pu(1u); let inner = pu(2u); let n = pu(3u);
   let k = id % pu(6u);
-  let row = id / pu(6u);        // = o * n + r
+  let row = pu(7u) + id / pu(6u);   // = o * n + r
   let o = row / n;
   let r = row % n;
+  let j0 = pu(9u);
+  let dst = row * inner - pu(8u);
   ${
       vec4
         ? `var acc = vec4<f32>(0.0);
-  let base = pu(5u) / 4u + o * nIdx * (inner / 4u) + k;
-  for (var j = 0u; j < nIdx; j++) {
-    if (index_at(j, n) == r) { acc += g[base + j * (inner / 4u)]; }
+  if (pu(11u) != 0u) { acc = out[dst / 4u + k]; }
+  // the first gradient row of the range, in vec4 units (the element index is >= 0 in the window)
+  let base = (pu(5u) + (o * nIdx + j0) * inner) / 4u + k;
+  for (var j = j0; j < pu(10u); j++) {
+    if (index_at(j, n) == r) { acc += g[base + (j - j0) * (inner / 4u)]; }
   }
-  out[row * (inner / 4u) + k] = acc;`
+  out[dst / 4u + k] = acc;`
         : `var acc = vec4<f32>(0.0);
   let e0 = k * 4u;
   let m = min(inner - e0, 4u);
+  if (pu(11u) != 0u) {
+    for (var q = 0u; q < m; q++) { acc[q] = out[dst + e0 + q]; }
+  }
   let base = pu(5u) + o * nIdx * inner + e0;
-  for (var j = 0u; j < nIdx; j++) {
+  for (var j = j0; j < pu(10u); j++) {
     if (index_at(j, n) == r) {
       let b = base + j * inner;
       acc.x += g[b];
@@ -205,7 +224,7 @@ ${MAIN}
       if (m > 3u) { acc.w += g[b + 3u]; }
     }
   }
-  for (var q = 0u; q < m; q++) { out[row * inner + e0 + q] = acc[q]; }`
+  for (var q = 0u; q < m; q++) { out[dst + e0 + q] = acc[q]; }`
     }
 }`;
     return { name: `scatter_add_${itype}${vec4 ? "_v4" : ""}`, code, inputs: 2, outputs: 1 };
@@ -219,7 +238,10 @@ ${MAIN}
  * and is indeterminate on overflow, hence the explicit version.) Each invocation packs two
  * elements into one `u32`; an odd tail is padded with zero bits.
  *
- * Parameter words: `[n, xOff]`; dispatch `ceil(n / 2)` invocations.
+ * One dispatch converts the pairs `[pairBase, pairBase + pairs)`; output word `w` is
+ * `out[w - outShift]` (the output bound as a window).
+ *
+ * Parameter words: `[n, xOff, pairBase, outShift, pairs]`; dispatch `pairs` invocations.
  */
 export function castHalfKernel(dtype: "f16" | "bf16"): KernelSpec {
   return cached(`cast/${dtype}`, () => {
@@ -250,20 +272,22 @@ export function castHalfKernel(dtype: "f16" | "bf16"): KernelSpec {
   if (rem > 0x1000u || (rem == 0x1000u && (h & 1u) != 0u)) { h += 1u; }
   return sign | h;
 }`;
-    const code = `${paramsWGSL(4)}
+    const code = `${paramsWGSL(8)}
 @group(0) @binding(1) var<storage, read> x: array<u32>;
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
 ${HEAD}
 ${conv}
 ${MAIN}
-  let i = flat_id(wg, nwg, lid);
+  let id = flat_id(wg, nwg, lid);
+  if (id >= pu(4u)) { return; }
+  let i = pu(2u) + id;
   let n = pu(0u);
   let e = 2u * i;
   if (e >= n) { return; }
   let lo = conv(x[pu(1u) + e]);
   var hi = 0u;
   if (e + 1u < n) { hi = conv(x[pu(1u) + e + 1u]); }
-  out[i] = lo | (hi << 16u);
+  out[i - pu(3u)] = lo | (hi << 16u);
 }`;
     return { name: `cast_f32_${dtype}`, code, inputs: 1, outputs: 1 };
   });

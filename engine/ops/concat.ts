@@ -6,14 +6,37 @@
  * exact values and type; f16/bf16 inputs are widened to f32 (the compute type), as every other op
  * does. `cast` converts back to a 16-bit storage type.
  *
+ * Tensors over one storage binding (`engine/window.ts`): when every operand fits, each op is one
+ * dispatch as always; otherwise it splits its dispatch and binds each piece's windows:
+ * - strided copies (concat, stack, denseCopy): into boxes of the coalesced 6-axis shape
+ *   (`boxes` in `engine/window.ts`), so transposed views are tiled;
+ * - gather: by output rows; a source slab over the limit is read in masked passes, one per source
+ *   row range (each output row is written by the pass holding its index);
+ * - its scatter-add backward: by output rows; a gradient slab over the limit is summed in passes
+ *   over index ranges, each continuing the previous one's sums (the same additions in the same
+ *   order, so the result is bit-identical);
+ * - cast: by element pairs.
+ * Only a single row over the limit (gather / scatter-add) cannot be split: that throws a RangeError
+ * before any GPU work.
+ *
  * @module
  */
 import { apply1, fromData } from "../graph.ts";
-import { gridFor } from "../kernel.ts";
-import { type DType, isHalf } from "../dtype.ts";
+import { gridFor, type KernelSpec } from "../kernel.ts";
+import { type DType, DTYPE_BYTES, isHalf } from "../dtype.ts";
 import { contiguousStrides, fmtShape, normAxis, numel, type Shape } from "../shape.ts";
 import { checkAlive, type OpDef, type Tensor, type TensorView } from "../tensor.ts";
-import type { Runtime } from "../runtime.ts";
+import type { Binding, Runtime } from "../runtime.ts";
+import {
+  boxes,
+  type BoxOperand,
+  boxSpan,
+  chunks,
+  fitsBinding,
+  rangeFits,
+  windowElems,
+  windowOf,
+} from "../window.ts";
 import { coalesce } from "../../kernels/elementwise.ts";
 import {
   castHalfKernel,
@@ -42,20 +65,24 @@ function joinedDType(op: string, xs: readonly Tensor[]): DType {
   );
 }
 
+/** A planned dispatch: kernel, bindings, parameter words, grid. */
+type Planned = [KernelSpec, Binding[], number[], [number, number, number]];
+
 /**
- * Records one strided copy of view `src` into the window of `dst` that starts at element `dOff`
- * with strides `dStrides` (over `src.shape`).
+ * Plans the strided copy of view `src` into `dst` starting at element `dOff` with strides
+ * `dStrides` (over `src.shape`): one dispatch, or one per box of the coalesced shape (`boxes` in
+ * `engine/window.ts`) when an operand is over the binding limit.
  */
-function encodeCopy(
+function planCopy(
   rt: Runtime,
   src: TensorView,
   dst: GPUBuffer,
   dOff: number,
   dStrides: readonly number[],
   label: string,
-): void {
+): Planned[] {
   const n = numel(src.shape);
-  if (n === 0) return;
+  if (n === 0) return [];
   const co = coalesce(src.shape, [src.strides, dStrides]);
   if (!co) {
     throw new RangeError(
@@ -70,16 +97,26 @@ function encodeCopy(
   const vec4 = mode === "raw" && inner % 4 === 0 && ss[5] === 1 && ds[5] === 1 &&
     src.offset % 4 === 0 && dOff % 4 === 0 &&
     sh.every((d, a) => a === 5 || d === 1 || (ss[a]! % 4 === 0 && ds[a]! % 4 === 0));
-  const runsPerRow = vec4 ? inner / 4 : Math.ceil(inner / 4);
-  const runs = (n / inner) * runsPerRow;
-  const words = [runs, src.offset, dOff, runsPerRow];
-  for (let a = 0; a < 6; a++) words.push(sh[a]!, ss[a]!, ds[a]!);
-  rt.dispatch(
-    stridedCopyKernel(mode, vec4),
-    [src.buffer, dst],
-    words,
-    gridFor(runs, MOVE_WG, rt.info.limits.maxComputeWorkgroupsPerDimension),
-  );
+  const spec = stridedCopyKernel(mode, vec4);
+  const maxG = rt.info.limits.maxComputeWorkgroupsPerDimension;
+  const s: BoxOperand = { buffer: src.buffer, dtype: src.dtype, offset: src.offset, strides: ss };
+  const d: BoxOperand = { buffer: dst, dtype: "f32", offset: dOff, strides: ds };
+  return boxes(rt, sh, [s, d], vec4 ? 4 : 1).map((box) => {
+    const [s0, s1] = boxSpan(s, box)!;
+    const [d0, d1] = boxSpan(d, box)!;
+    const sw = windowOf(rt, src.buffer, src.dtype, s0, s1, label);
+    const dw = windowOf(rt, dst, "f32", d0, d1, label);
+    const runsPerRow = vec4 ? box.size[5]! / 4 : Math.ceil(box.size[5]! / 4);
+    const runs = (numel(box.size) / box.size[5]!) * runsPerRow;
+    const words = [runs, s0 - sw.shift, d0 - dw.shift, runsPerRow];
+    for (let a = 0; a < 6; a++) words.push(box.size[a]!, ss[a]!, ds[a]!);
+    return [spec, [sw.binding, dw.binding], words, gridFor(runs, MOVE_WG, maxG)];
+  });
+}
+
+/** Records planned dispatches (planned first, so that an op refuses its input before any). */
+function dispatchAll(rt: Runtime, plan: readonly Planned[]): void {
+  for (const [spec, bindings, words, grid] of plan) rt.dispatch(spec, bindings, words, grid);
 }
 
 // ---------------------------------------------------------------- concat
@@ -97,10 +134,12 @@ const CONCAT: OpDef<ConcatAttrs> = {
     const out = outputs[0]!;
     const st = contiguousStrides(out.shape);
     let start = 0;
-    inputs.forEach((x, k) => {
-      encodeCopy(rt, x, out.buffer, out.offset + start * st[attrs.axis]!, st, "concat");
+    const plan = inputs.flatMap((x, k) => {
+      const p = planCopy(rt, x, out.buffer, out.offset + start * st[attrs.axis]!, st, "concat");
       start += attrs.sizes[k]!;
+      return p;
     });
+    dispatchAll(rt, plan);
   },
   backward: ({ grads, attrs }) => {
     const g = grads[0]!;
@@ -215,24 +254,98 @@ interface GatherAttrs {
   inner: number;
 }
 
+/**
+ * Throws a RangeError (before any GPU work) when rows of `inner` elements of `t` are over one
+ * storage binding while `t` is: the op cannot split a row.
+ */
+function checkRows(rt: Runtime, op: string, t: TensorView, inner: number): void {
+  if (fitsBinding(rt, t.buffer) || inner <= windowElems(rt, t.dtype)) return;
+  const bytes = numel(t.shape) * DTYPE_BYTES[t.dtype];
+  throw new RangeError(
+    `${op}: ${t.dtype} tensor ${fmtShape(t.shape)} (${bytes} bytes) has rows of ${inner} ` +
+      `elements, over one storage binding (limit ${rt.maxBinding} bytes); it cannot be split`,
+  );
+}
+
+/** True when elements `[a, b)` of `t` fit one window (or its whole buffer fits one binding). */
+function fitsRange(rt: Runtime, t: TensorView, a: number, b: number): boolean {
+  return fitsBinding(rt, t.buffer) || rangeFits(rt, t.dtype, a, b);
+}
+
+/**
+ * Gather: rows `o·nIdx + j` of the output. When something is over the binding limit the rows are
+ * cut so that the output window, the index range they read and (unless they lie in one `o`) their
+ * source slabs fit; a piece in one `o` whose slab does not fit reads it in masked passes over
+ * source row ranges `[rLo, rHi)`.
+ */
+function planGather(rt: Runtime, x: TensorView, idx: TensorView, out: TensorView, a: GatherAttrs) {
+  const nIdx = numel(idx.shape);
+  const { outer, n, inner } = a;
+  const mode = sourceMode(x.dtype);
+  const vec4 = mode === "raw" && inner % 4 === 0 && x.offset % 4 === 0;
+  const spec = gatherKernel(mode, idx.dtype === "u32" ? "u32" : "i32", vec4);
+  const runsPerRow = vec4 ? inner / 4 : Math.ceil(inner / 4);
+  const maxG = rt.info.limits.maxComputeWorkgroupsPerDimension;
+  const plan: Planned[] = [];
+  checkRows(rt, "gather", x, inner);
+  checkRows(rt, "gather", out, inner);
+  const all = [x, idx, out].every((t) => fitsBinding(rt, t.buffer));
+  const slab = (o0: number, r0: number, o1: number, r1: number): [number, number] => [
+    x.offset + (o0 * n + r0) * inner,
+    x.offset + (o1 * n + r1) * inner,
+  ];
+  const jRange = (r0: number, r1: number): [number, number] =>
+    Math.floor(r0 / nIdx) === Math.floor((r1 - 1) / nIdx)
+      ? [r0 % nIdx, ((r1 - 1) % nIdx) + 1]
+      : [0, nIdx];
+  const rows: [number, number][] = all ? [[0, outer * nIdx]] : chunks(
+    outer * nIdx,
+    (r0, r1) => {
+      const [j0, j1] = jRange(r0, r1);
+      const o0 = Math.floor(r0 / nIdx), o1 = Math.floor((r1 - 1) / nIdx);
+      return fitsRange(rt, out, out.offset + r0 * inner, out.offset + r1 * inner) &&
+        fitsRange(rt, idx, idx.offset + j0, idx.offset + j1) &&
+        (o0 === o1 || fitsRange(rt, x, ...slab(o0, 0, o1, n)));
+    },
+    "gather",
+  );
+  for (const [r0, r1] of rows) {
+    const o0 = Math.floor(r0 / nIdx), o1 = Math.floor((r1 - 1) / nIdx);
+    const passes: [number, number][] = all || fitsRange(rt, x, ...slab(o0, 0, o1, n))
+      ? [[0, n]]
+      : chunks(n, (s0, s1) => fitsRange(rt, x, ...slab(o0, s0, o0, s1)), "gather");
+    const [j0, j1] = jRange(r0, r1);
+    const iw = windowOf(rt, idx.buffer, idx.dtype, idx.offset + j0, idx.offset + j1, "gather");
+    const ow = windowOf(
+      rt,
+      out.buffer,
+      out.dtype,
+      out.offset + r0 * inner,
+      out.offset + r1 * inner,
+    );
+    const runs = (r1 - r0) * runsPerRow;
+    for (const [s0, s1] of passes) {
+      const xw = windowOf(rt, x.buffer, x.dtype, ...slab(o0, s0, o1, s1), "gather");
+      const words = [runs, nIdx, inner, n, idx.offset - iw.shift, x.offset - xw.shift];
+      words.push(runsPerRow, r0, ow.shift - out.offset, s0, s1);
+      plan.push([
+        spec,
+        [xw.binding, iw.binding, ow.binding],
+        words.map((w) => w >>> 0),
+        gridFor(runs, MOVE_WG, maxG),
+      ]);
+    }
+  }
+  return plan;
+}
+
 const GATHER: OpDef<GatherAttrs> = {
   name: "gather",
   kind: "kernel",
   encode: ({ rt, inputs, outputs, attrs }) => {
     const [x, idx] = inputs as [TensorView, TensorView];
-    const nIdx = numel(idx.shape);
-    const { outer, n, inner } = attrs;
-    if (outer * nIdx * inner === 0) return;
-    const mode = sourceMode(x.dtype);
-    const vec4 = mode === "raw" && inner % 4 === 0 && x.offset % 4 === 0;
-    const runsPerRow = vec4 ? inner / 4 : Math.ceil(inner / 4);
-    const runs = outer * nIdx * runsPerRow;
-    rt.dispatch(
-      gatherKernel(mode, idx.dtype === "u32" ? "u32" : "i32", vec4),
-      [x.buffer, idx.buffer, outputs[0]!.buffer],
-      [runs, nIdx, inner, n, idx.offset, x.offset, runsPerRow],
-      gridFor(runs, MOVE_WG, rt.info.limits.maxComputeWorkgroupsPerDimension),
-    );
+    if (attrs.outer * numel(idx.shape) * attrs.inner === 0) return;
+    dispatchAll(rt, planGather(rt, x, idx, outputs[0]!, attrs));
   },
   backward: ({ inputs, grads, attrs }) => [
     scatterAdd(grads[0]!, inputs[1]!, attrs, inputs[0]!.shape),
@@ -240,23 +353,75 @@ const GATHER: OpDef<GatherAttrs> = {
   ],
 };
 
+/**
+ * Scatter-add: rows `o·n + r` of the output. When something is over the binding limit the rows
+ * are cut so that the output window and (unless they lie in one `o`) the gradient slabs and the
+ * whole index list fit; a piece in one `o` whose gradient slab or index list does not fit sums in
+ * passes over index ranges `[jLo, jHi)`, each adding to the previous one's output.
+ */
+function planScatter(rt: Runtime, g: TensorView, idx: TensorView, out: TensorView, a: GatherAttrs) {
+  const nIdx = numel(idx.shape);
+  const { outer, n, inner } = a;
+  const vec4 = inner % 4 === 0 && g.offset % 4 === 0;
+  const spec = scatterAddKernel(idx.dtype === "u32" ? "u32" : "i32", vec4);
+  const runsPerRow = vec4 ? inner / 4 : Math.ceil(inner / 4);
+  const maxG = rt.info.limits.maxComputeWorkgroupsPerDimension;
+  checkRows(rt, "gather backward", g, inner);
+  checkRows(rt, "gather backward", out, inner);
+  const all = [g, idx, out].every((t) => fitsBinding(rt, t.buffer));
+  const slab = (o0: number, j0: number, o1: number, j1: number): [number, number] => [
+    g.offset + (o0 * nIdx + j0) * inner,
+    g.offset + (o1 * nIdx + j1) * inner,
+  ];
+  const fitsJ = (o0: number, o1: number, j0: number, j1: number) =>
+    fitsRange(rt, g, ...slab(o0, j0, o1, j1)) &&
+    fitsRange(rt, idx, idx.offset + j0, idx.offset + j1);
+  const rows: [number, number][] = all ? [[0, outer * n]] : chunks(
+    outer * n,
+    (r0, r1) => {
+      const o0 = Math.floor(r0 / n), o1 = Math.floor((r1 - 1) / n);
+      return fitsRange(rt, out, out.offset + r0 * inner, out.offset + r1 * inner) &&
+        (o0 === o1 || fitsJ(o0, o1, 0, nIdx));
+    },
+    "gather backward",
+  );
+  const plan: Planned[] = [];
+  for (const [r0, r1] of rows) {
+    const o0 = Math.floor(r0 / n), o1 = Math.floor((r1 - 1) / n);
+    const passes: [number, number][] = all || nIdx === 0 || fitsJ(o0, o1, 0, nIdx)
+      ? [[0, nIdx]]
+      : chunks(nIdx, (j0, j1) => fitsJ(o0, o0, j0, j1), "gather backward");
+    const ow = windowOf(
+      rt,
+      out.buffer,
+      out.dtype,
+      out.offset + r0 * inner,
+      out.offset + r1 * inner,
+    );
+    const runs = (r1 - r0) * runsPerRow;
+    passes.forEach(([j0, j1], p) => {
+      const gw = windowOf(rt, g.buffer, g.dtype, ...slab(o0, j0, o1, j1), "gather backward");
+      const iw = windowOf(rt, idx.buffer, idx.dtype, idx.offset + j0, idx.offset + j1);
+      const words = [runs, nIdx, inner, n, idx.offset - iw.shift, g.offset - gw.shift];
+      words.push(runsPerRow, r0, ow.shift - out.offset, j0, j1, p > 0 ? 1 : 0);
+      plan.push([
+        spec,
+        [gw.binding, iw.binding, ow.binding],
+        words.map((w) => w >>> 0),
+        gridFor(runs, MOVE_WG, maxG),
+      ]);
+    });
+  }
+  return plan;
+}
+
 const SCATTER_ADD: OpDef<GatherAttrs> = {
   name: "gather_backward",
   kind: "kernel",
   encode: ({ rt, inputs, outputs, attrs }) => {
     const [g, idx] = inputs as [TensorView, TensorView];
-    const nIdx = numel(idx.shape);
-    const { outer, n, inner } = attrs;
-    if (outer * n * inner === 0) return;
-    const vec4 = inner % 4 === 0 && g.offset % 4 === 0;
-    const runsPerRow = vec4 ? inner / 4 : Math.ceil(inner / 4);
-    const runs = outer * n * runsPerRow;
-    rt.dispatch(
-      scatterAddKernel(idx.dtype === "u32" ? "u32" : "i32", vec4),
-      [g.buffer, idx.buffer, outputs[0]!.buffer],
-      [runs, nIdx, inner, n, idx.offset, g.offset, runsPerRow],
-      gridFor(runs, MOVE_WG, rt.info.limits.maxComputeWorkgroupsPerDimension),
-    );
+    if (attrs.outer * attrs.n * attrs.inner === 0) return;
+    dispatchAll(rt, planScatter(rt, g, idx, outputs[0]!, attrs));
   },
   backward: ({ inputs, grads, attrs }) => [
     gatherFlat(grads[0]!, inputs[1]!, attrs, inputs[0]!.shape),
@@ -335,17 +500,36 @@ export function gather(
 const CAST: OpDef<{ dtype: "f16" | "bf16" }> = {
   name: "cast",
   kind: "kernel",
+  // by pairs of elements (one output word each); windows cut between pairs
   encode: ({ rt, inputs, outputs, attrs }) => {
-    const x = inputs[0]!;
+    const [x, out] = [inputs[0]!, outputs[0]!];
     const n = numel(x.shape);
     if (n === 0) return;
-    const pairs = Math.ceil(n / 2);
-    rt.dispatch(
-      castHalfKernel(attrs.dtype),
-      [x.buffer, outputs[0]!.buffer],
-      [n, x.offset],
-      gridFor(pairs, MOVE_WG, rt.info.limits.maxComputeWorkgroupsPerDimension),
+    const xRange = (p0: number, p1: number): [number, number] => [
+      x.offset + 2 * p0,
+      x.offset + Math.min(2 * p1, n),
+    ];
+    const oRange = (p0: number, p1: number): [number, number] => [
+      out.offset + 2 * p0,
+      out.offset + 2 * p1,
+    ];
+    const whole = fitsBinding(rt, x.buffer) && fitsBinding(rt, out.buffer);
+    const pieces: [number, number][] = whole ? [[0, Math.ceil(n / 2)]] : chunks(
+      Math.ceil(n / 2),
+      (p0, p1) => fitsRange(rt, x, ...xRange(p0, p1)) && fitsRange(rt, out, ...oRange(p0, p1)),
+      "cast",
     );
+    const maxG = rt.info.limits.maxComputeWorkgroupsPerDimension;
+    for (const [p0, p1] of pieces) {
+      const xw = windowOf(rt, x.buffer, x.dtype, ...xRange(p0, p1), "cast");
+      const ow = windowOf(rt, out.buffer, out.dtype, ...oRange(p0, p1), "cast");
+      rt.dispatch(
+        castHalfKernel(attrs.dtype),
+        [xw.binding, ow.binding],
+        [n, (x.offset - xw.shift) >>> 0, p0, (ow.shift - out.offset) / 2, p1 - p0],
+        gridFor(p1 - p0, MOVE_WG, maxG),
+      );
+    }
   },
   backward: ({ grads }) => [grads[0]!],
 };

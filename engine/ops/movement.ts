@@ -20,6 +20,7 @@ import { checkAlive, type OpDef, type Tensor } from "../tensor.ts";
 import { copy } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
 import { gridFor, type KernelSpec, paramsWGSL } from "../kernel.ts";
+import { boxes, type BoxOperand, boxSpan, windowOf } from "../window.ts";
 
 const RESHAPE: OpDef<{ from: Shape }> = {
   name: "reshape",
@@ -179,10 +180,12 @@ const PAD_K: KernelSpec = {
   name: "pad_constant",
   inputs: 1,
   outputs: 1,
-  code: paramsWGSL(32) + `
+  code: paramsWGSL(36) + `
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
-// words: n, value, xOffset, then per axis d (6, outermost first): outSize, before, inSize, inStride
+// one box of the output: words count, value, xOffset, yOffset, then per axis d (6, outermost
+// first): boxSize, before (the padding before the box start, may be negative), inSize, inStride,
+// outStride
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -190,37 +193,60 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   if (i >= pu(0u)) { return; }
   var r = i;
   var src = pu(2u);
+  var dst = pu(3u);
   var inside = true;
   for (var d = 5i; d >= 0i; d--) {
-    let b = 3u + u32(d) * 4u;
+    let b = 4u + u32(d) * 5u;
     let c = i32(r % pu(b));
     r = r / pu(b);
     let s = c - pi(b + 1u);
     if (s < 0i || s >= pi(b + 2u)) { inside = false; }
     src += u32(max(s, 0i)) * pu(b + 3u);
+    dst += u32(c) * pu(b + 4u);
   }
-  y[i] = select(pf(1u), x[src], inside);
+  y[dst] = select(pf(1u), x[src], inside);
 }`,
 };
 
 const PAD: OpDef<{ pads: [number, number][]; value: number }> = {
   name: "pad",
   kind: "kernel",
+  // one dispatch; when the input or output is over one binding, one per box of the output over
+  // which both touch a range that fits (the input only inside the padding)
   encode: ({ rt, inputs, outputs, attrs }) => {
     const x = inputs[0]!;
     const out = outputs[0]!;
-    const n = numel(out.shape);
     const rank = out.shape.length;
     if (rank > 6) throw new RangeError(`pad: rank ${rank} > 6 is not supported`);
-    const words = [n, 0, x.offset];
-    const f = new Float32Array([attrs.value]);
-    words[1] = new Uint32Array(f.buffer)[0]!;
-    for (let d = 0; d < 6; d++) {
-      const a = d - (6 - rank);
-      if (a < 0) words.push(1, 0, 1, 0);
-      else words.push(out.shape[a]!, attrs.pads[a]![0] >>> 0, x.shape[a]!, x.strides[a]!);
+    if (numel(out.shape) === 0) return;
+    const lead = (n: number) => [...Array(6 - rank).fill(n)];
+    const shape = [...lead(1), ...out.shape];
+    const before = [...lead(0), ...attrs.pads.map((p) => p[0])];
+    const inSize = [...lead(1), ...x.shape];
+    const inStride = [...lead(0), ...x.strides];
+    const outStride = contiguousStrides(shape);
+    const src: BoxOperand = {
+      buffer: x.buffer,
+      dtype: x.dtype,
+      offset: x.offset - before.reduce((a, b, d) => a + b * inStride[d]!, 0),
+      strides: inStride,
+      clip: before.map((b, d) => [b, b + inSize[d]!] as [number, number]),
+    };
+    const dst: BoxOperand = { buffer: out.buffer, dtype: out.dtype, offset: 0, strides: outStride };
+    const value = new Uint32Array(new Float32Array([attrs.value]).buffer)[0]!;
+    for (const box of boxes(rt, shape, [src, dst])) {
+      const [s0, s1] = boxSpan(src, box) ?? [x.offset, x.offset + 1];
+      const [d0, d1] = boxSpan(dst, box)!;
+      const xw = windowOf(rt, x.buffer, x.dtype, s0, s1, "pad");
+      const yw = windowOf(rt, out.buffer, out.dtype, out.offset + d0, out.offset + d1, "pad");
+      const words = [numel(box.size), value, (x.offset - xw.shift) >>> 0];
+      words.push(out.offset + d0 - yw.shift);
+      for (let d = 0; d < 6; d++) {
+        words.push(box.size[d]!, (before[d]! - box.start[d]!) >>> 0, inSize[d]!, inStride[d]!);
+        words.push(outStride[d]!);
+      }
+      rt.dispatch(PAD_K, [xw.binding, yw.binding], words, gridFor(numel(box.size), 64));
     }
-    rt.dispatch(PAD_K, [x.buffer, out.buffer], words, gridFor(n, 64));
   },
   backward: ({ grads, attrs, inputs }) => [
     slice(
