@@ -65,6 +65,8 @@ export class BufferPool {
     let cls = sizeClass(bytes);
     const limit = this.bindingLimit();
     if (bytes <= limit && cls > limit) cls = Math.ceil(bytes / 256) * 256;
+    // near the top (maxBufferSize may be 2^31 - 1) the class must not push a fitting request over
+    if (cls > this.maxBufferSize && bytes <= this.maxBufferSize) cls = Math.ceil(bytes / 4) * 4;
     if (cls > this.maxBufferSize) {
       throw new RangeError(
         `${what} needs ${bytes} bytes, over the device limit maxBufferSize = ${this.maxBufferSize}`,
