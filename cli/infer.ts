@@ -10,9 +10,14 @@ import { init } from "../engine/runtime.ts";
 import { GpuUnavailableError } from "../engine/device.ts";
 import { writeVideo } from "../io/video.ts";
 import { MMDiT } from "../models/mmdit/model.ts";
-import { mmditGroup } from "../models/streaming.ts";
 import { DcAe } from "../models/dc_ae/model.ts";
-import { planMemory } from "../models/plan.ts";
+import {
+  modelSizes,
+  PlanError,
+  planMemory,
+  RELEASE_TEXT_ENCODERS,
+  type TextEncoderSize,
+} from "../models/plan.ts";
 import {
   BundleError,
   type BundleInfo,
@@ -71,6 +76,8 @@ Files
 Other
   --dry-run                print the plan and the memory it needs, then exit
   --gpu-memory GB          GPU memory to plan for (default: half the RAM on a CPU adapter, else 16)
+  --max-binding BYTES      storage-binding limit to plan for (e.g. 1GiB; default: the adapter's)
+  --max-buffer BYTES       buffer limit to plan for (e.g. 4GiB; default: the adapter's)
   --quiet                  no progress bar
   -h, --help               this text
 
@@ -143,10 +150,8 @@ function formatBytes(b: number): string {
   return b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`;
 }
 
-/** Parameters of the text encoders from their HF configs (T5 encoder + CLIP text tower). */
-async function textParams(
-  info: BundleInfo,
-): Promise<{ params: number; width: number; length: number }> {
+/** Sizes of the text encoders from their HF configs (T5 encoder + CLIP text tower). */
+async function textSize(info: BundleInfo): Promise<TextEncoderSize> {
   const cfg = async (p: string) => {
     try {
       const j = JSON.parse(await Deno.readTextFile(join(info.dir, p, "config.json")));
@@ -157,71 +162,84 @@ async function textParams(
   };
   const t5 = await cfg(info.manifest.t5);
   const clip = await cfg(info.manifest.clip);
+  const length = info.manifest.t5_max_length ?? 512;
   // defaults: the public T5-v1.1-XXL encoder and CLIP ViT-L/14 text tower (text-encoders.md)
-  let n = 4_762_310_656 + 123_060_480;
-  let width = 4096;
-  if (t5 && clip) {
-    const d = t5.d_model!, inner = t5.num_heads! * t5.d_kv!, ff = t5.d_ff!, L = t5.num_layers!;
-    const t5n = t5.vocab_size! * d + L * (4 * d * inner + 3 * d * ff + 2 * d) + d +
-      32 * t5.num_heads!;
-    const h = clip.hidden_size!, m = clip.intermediate_size!, Lc = clip.num_hidden_layers!;
-    const clipn = clip.vocab_size! * h + clip.max_position_embeddings! * h +
-      Lc * (4 * h * h + 4 * h + 2 * h * m + m + h + 4 * h) + 2 * h;
-    n = t5n + clipn;
-    width = d;
-  }
-  return { params: n, width, length: info.manifest.t5_max_length ?? 512 };
+  if (!t5 || !clip) return { ...RELEASE_TEXT_ENCODERS, length };
+  const d = t5.d_model!, inner = t5.num_heads! * t5.d_kv!, ff = t5.d_ff!, L = t5.num_layers!;
+  const t5n = t5.vocab_size! * d + L * (4 * d * inner + 3 * d * ff + 2 * d) + d +
+    32 * t5.num_heads!;
+  const h = clip.hidden_size!, m = clip.intermediate_size!, Lc = clip.num_hidden_layers!;
+  const clipn = clip.vocab_size! * h + clip.max_position_embeddings! * h +
+    Lc * (4 * h * h + 4 * h + 2 * h * m + m + h + 4 * h) + 2 * h;
+  return {
+    params: t5n + clipn,
+    hostParams: t5.vocab_size! * d + clip.vocab_size! * h,
+    width: d,
+    ff,
+    heads: t5.num_heads!,
+    length,
+  };
 }
 
-async function dryRun(info: BundleInfo, s: GenerationSettings, found: boolean, gpuGb?: number) {
+/** Byte counts for `--max-binding` / `--max-buffer`: `134217728`, `128MiB`, `1GiB`, `2G`. */
+export function bytesFlag(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])i?b?|b)?\s*$/i.exec(v);
+  const n = m ? Math.round(Number(m[1]) * 1024 ** " kmgt".indexOf((m[2] ?? " ").toLowerCase())) : 0;
+  if (!m || !(n >= 1) || !Number.isSafeInteger(n)) {
+    throw new UsageError(
+      `--${name} must be a byte count such as 134217728, 128MiB or 2GiB, got "${v}"`,
+    );
+  }
+  return n;
+}
+
+/** Limits of `--dry-run`: each given one replaces the adapter's. */
+interface DryRunLimits {
+  gpuGb?: number;
+  maxBinding?: number;
+  maxBuffer?: number;
+  embeddings?: boolean;
+}
+
+async function dryRun(
+  info: BundleInfo,
+  s: GenerationSettings,
+  found: boolean,
+  o: DryRunLimits,
+): Promise<number> {
   const r = resolveSettings(info, s);
-  const dit = new MMDiT(info.dit);
-  const groups = new Map<string, number>();
-  for (const p of dit.params.list()) {
-    const g = mmditGroup(p.name);
-    groups.set(g, (groups.get(g) ?? 0) + p.shape.reduce((a, b) => a * b, 1));
-  }
-  const ae = new DcAe(info.ae);
-  const text = await textParams(info);
+  const sizes = modelSizes(new MMDiT(info.dit).params.list(), new DcAe(info.ae).params.list());
+  const text = await textSize(info);
   let maxBinding = 128 * 2 ** 20;
-  let gpuBytes = (gpuGb ?? 16) * 2 ** 30;
-  let adapter = "no GPU adapter (planned for a 128 MiB binding limit)";
-  try {
-    const rt = await init();
-    maxBinding = rt.maxBinding;
-    adapter = `${rt.info.name}${rt.info.isFallback ? " (software)" : ""}`;
-    if (gpuGb === undefined && /llvmpipe|lavapipe|swiftshader/i.test(rt.info.name)) {
-      gpuBytes = Deno.systemMemoryInfo().total / 2;
+  let maxBuffer = 2 * 2 ** 30;
+  let gpuBytes = (o.gpuGb ?? 16) * 2 ** 30;
+  let adapter = "no GPU adapter (planned for a 128 MiB binding and a 2 GiB buffer limit)";
+  if (o.gpuGb !== undefined && o.maxBinding !== undefined && o.maxBuffer !== undefined) {
+    adapter = "not asked (the limits given on the command line)";
+  } else {
+    try {
+      const rt = await init();
+      maxBinding = rt.maxBinding;
+      maxBuffer = rt.maxBufferSize;
+      adapter = `${rt.info.name}${rt.info.isFallback ? " (software)" : ""}`;
+      if (o.gpuGb === undefined && /llvmpipe|lavapipe|swiftshader/i.test(rt.info.name)) {
+        gpuBytes = Deno.systemMemoryInfo().total / 2;
+      }
+    } catch (e) {
+      if (!(e instanceof GpuUnavailableError)) throw e;
     }
-  } catch (e) {
-    if (!(e instanceof GpuUnavailableError)) throw e;
   }
+  maxBinding = o.maxBinding ?? maxBinding;
+  maxBuffer = o.maxBuffer ?? maxBuffer;
   const [C, T, hp, wp] = r.latent;
   const tokens = T * (hp / info.dit.patchSize) * (wp / info.dit.patchSize); // latent grid / p²
   const bytesPer = dtypeBytes(currentDtype);
-  const plan = planMemory({
-    dit: info.dit,
-    ditParams: dit.params.count(),
-    ditLargestGroup: Math.max(...groups.values()),
-    aeParams: ae.params.count(),
-    aeWidth0: info.ae.decoder.widths[0]!,
-    textParams: text.params,
-    textWidth: text.width,
-    textLength: text.length,
-    weightBytes: bytesPer,
-    batch: 3,
-    imageTokens: tokens,
-    decodeTile: [
-      Math.min(s.numFrames, info.ae.tiling.temporalTileSize),
-      Math.min(r.height, info.ae.tiling.spatialTileSize),
-      Math.min(r.width, info.ae.tiling.spatialTileSize),
-    ],
-    gpuBytes,
-    maxBinding,
-  });
   console.log(`Plan (dry run, nothing generated)
   weights       ${found ? info.dir : `(not found: planned from the release presets)`}
-  models        MMDiT ${info.dit.name} ${dit.params.count().toLocaleString()} params, DC-AE ${info.ae.name} ${ae.params.count().toLocaleString()} params, text encoders ~${text.params.toLocaleString()} params; weights stored as ${currentDtype}
+  models        MMDiT ${info.dit.name} ${sizes.ditParams.toLocaleString()} params, DC-AE ${info.ae.name} ${sizes.aeParams.toLocaleString()} params, text encoders ${
+    o.embeddings ? "not needed (--embeddings)" : `~${text.params.toLocaleString()} params`
+  }; weights stored as ${currentDtype}
   video         ${r.numFrames} frames ${r.height}x${r.width} at ${r.fps} fps
   latent        [${C}, ${T}, ${hp}, ${wp}] -> ${tokens} image tokens + ${text.length} text tokens, CFG batch 3
   sampling      ${r.steps} Euler steps, shift alpha from ${
@@ -229,12 +247,36 @@ async function dryRun(info: BundleInfo, s: GenerationSettings, found: boolean, g
   }...; guidance ${r.guidance} / image ${r.guidanceImg}
   device        ${adapter}
 Memory`);
+  let plan;
+  try {
+    plan = planMemory({
+      dit: info.dit,
+      ...sizes,
+      ae: info.ae,
+      text: o.embeddings ? null : text,
+      textLength: text.length,
+      weightBytes: bytesPer,
+      batch: 3,
+      video: { frames: r.numFrames, height: r.height, width: r.width },
+      latent: r.latent,
+      gpuBytes,
+      maxBinding,
+      maxBuffer,
+    });
+  } catch (e) {
+    if (!(e instanceof PlanError)) throw e;
+    console.error(`infer: ${e.message}`);
+    return 1;
+  }
   for (const l of plan.lines) console.log(l);
   console.log(
     `  weights in total: ${
-      formatBytes((dit.params.count() + ae.params.count() + text.params) * bytesPer)
+      formatBytes(
+        (sizes.ditParams + sizes.aeParams + (o.embeddings ? 0 : text.params)) * bytesPer,
+      )
     }`,
   );
+  return 0;
 }
 
 let currentDtype: "bf16" | "f16" | "f32" = "bf16";
@@ -274,6 +316,8 @@ async function main(argv: string[]): Promise<number> {
         embeddings: { type: "string" },
         "dry-run": { type: "boolean" },
         "gpu-memory": { type: "string" },
+        "max-binding": { type: "string" },
+        "max-buffer": { type: "string" },
         quiet: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -332,8 +376,12 @@ async function main(argv: string[]): Promise<number> {
         console.log(`note: ${e.message}`);
       }
       const s = { ...DEFAULT_SETTINGS, ...info.manifest.defaults, ...clean } as GenerationSettings;
-      await dryRun(info, s, found, numberFlag("gpu-memory", values["gpu-memory"]));
-      return 0;
+      return await dryRun(info, s, found, {
+        gpuGb: numberFlag("gpu-memory", values["gpu-memory"], { above: 0 }),
+        maxBinding: bytesFlag("max-binding", values["max-binding"]),
+        maxBuffer: bytesFlag("max-buffer", values["max-buffer"]),
+        embeddings: values.embeddings !== undefined,
+      });
     }
     if (values.image) {
       try {

@@ -214,3 +214,111 @@ fixtureTest(
     }
   },
 );
+
+Deno.test("infer --dry-run: the release presets' plan per stage on given limits, no GPU", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    await dryRunCases(join(tmp, "nowhere"));
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+async function dryRunCases(none: string): Promise<void> {
+  const limits = ["--gpu-memory", "24", "--max-binding", "128MiB", "--max-buffer", "2147483647"];
+  // 768px 16:9, 128 frames: 3.25 GiB of single-block v_mlp output at batch 3 is over the 2 GiB
+  // buffer limit, so the guidance branches run one at a time, and the MMDiT streams on 24 GiB
+  const r = await infer(["--prompt", "x", "--dry-run", "--ckpt-dir", none, ...limits]);
+  expect(
+    r.code === 0 && /not asked \(the limits given on the command line\)/.test(r.out) &&
+      /GPU memory 24\.00 GiB, storage binding 128\.0 MiB, buffer 2\.00 GiB/.test(r.out),
+    "dry run on given limits",
+    r.out,
+  );
+  expect(
+    /MMDiT denoising .*mode: streamed, chunked, segmented/.test(r.out) &&
+      /chunked: guidance branches one at a time/.test(r.out) &&
+      /single-block v_mlp output \[1, 18944, 15360\] f32 = 1\.08 GiB/.test(r.out),
+    "MMDiT mode",
+    r.out,
+  );
+  expect(
+    /DC-AE decoding .*mode: resident, chunked, segmented/.test(r.out) &&
+      /temporal tiles of 16 frames/.test(r.out) && /text encoders .*mode: resident/.test(r.out),
+    "DC-AE and text modes",
+    r.out,
+  );
+  // 256px 1:1, one frame, on 80 GiB with a 4 GiB binding: all resident, nothing split
+  const s = await infer([
+    "--prompt",
+    "x",
+    "--dry-run",
+    "--ckpt-dir",
+    none,
+    "--resolution",
+    "256px",
+    "--aspect-ratio",
+    "1:1",
+    "--num-frames",
+    "1",
+    "--gpu-memory",
+    "80",
+    "--max-binding",
+    "4GiB",
+    "--max-buffer",
+    "16GiB",
+  ]);
+  expect(
+    s.code === 0 && (s.out.match(/mode: resident\n/g) ?? []).length === 3 &&
+      !/chunked|segmented|streamed/.test(s.out),
+    "256px image: resident",
+    s.out,
+  );
+  // precomputed embeddings: no text stage
+  const e = await infer([
+    "--prompt",
+    "x",
+    "--dry-run",
+    "--ckpt-dir",
+    none,
+    "--embeddings",
+    "emb.safetensors",
+    ...limits,
+  ]);
+  expect(
+    e.code === 0 && /text encoders not needed/.test(e.out) && !/text encoders +weights/.test(e.out),
+    "--embeddings",
+    e.out,
+  );
+  // a tensor over maxBufferSize that no split avoids: exit 1 naming it, its bytes and the limit
+  const b = await infer([
+    "--prompt",
+    "x",
+    "--dry-run",
+    "--ckpt-dir",
+    none,
+    "--embeddings",
+    "emb.safetensors",
+    "--gpu-memory",
+    "80",
+    "--max-binding",
+    "16MiB",
+    "--max-buffer",
+    "128MiB",
+  ]);
+  expect(
+    b.code === 1 &&
+      /MMDiT denoising: joint q\/k\/v and attention output \[1, 18944, 3072\] f32 is 232783872 bytes/
+        .test(b.out) &&
+      /maxBufferSize of 134217728 bytes/.test(b.out),
+    `over maxBufferSize: exit ${b.code}`,
+    b.out,
+  );
+  // a bad byte count is a usage error
+  const u = await infer(["--prompt", "x", "--dry-run", "--max-binding", "lots"]);
+  expect(
+    u.code === 2 && /--max-binding must be a byte count/.test(u.out),
+    `bad --max-binding: exit ${u.code}`,
+    u.out,
+  );
+}
