@@ -32,6 +32,8 @@ import { DcAe } from "./dc_ae/model.ts";
 import { type DcAeConfig, dcAePreset, fromReferenceConfig } from "./dc_ae/config.ts";
 import { TextConditioner } from "./text/conditioner.ts";
 import { WeightStreamer } from "./streaming.ts";
+import { type Chunks, modelSizes, planMemory } from "./plan.ts";
+import { runtime } from "../engine/runtime.ts";
 import {
   addFpsInfo,
   addMotionScore,
@@ -417,6 +419,37 @@ export interface GenerateOptions extends Partial<GenerationSettings> {
   image?: string;
 }
 
+/**
+ * The splits the memory plan ({@linkcode planMemory}) chooses for a generation on this device:
+ * driven by its binding and buffer limits (WebGPU does not tell the GPU's memory, so none is
+ * assumed unless `gpuBytes` is given), e.g. the guidance branches one at a time and token chunks
+ * when a tensor would exceed `maxBufferSize`. Throws the plan's {@linkcode PlanError}, naming the
+ * tensor, when no split avoids such a tensor, before any GPU work.
+ */
+export function planSplits(
+  bundle: Bundle,
+  s: ResolvedSettings,
+  gpuBytes = Number.MAX_SAFE_INTEGER,
+): { mmdit: Chunks; decode: Chunks } {
+  const rt = runtime();
+  const sizes = modelSizes(bundle.mmdit.params.list(), bundle.dcAe.params.list());
+  const plan = planMemory({
+    dit: bundle.dit,
+    ...sizes,
+    ae: bundle.ae,
+    text: null,
+    weightBytes: bundle.mmdit.params.storage === "f32" ? 4 : 2,
+    batch: 3,
+    video: { frames: s.numFrames, height: s.height, width: s.width },
+    latent: s.latent,
+    gpuBytes,
+    maxBinding: rt.maxBinding,
+    maxBuffer: rt.maxBufferSize,
+  });
+  const of = (name: string) => plan.stages.find((x) => x.stage === name)?.chunks ?? {};
+  return { mmdit: of("MMDiT denoising"), decode: of("DC-AE decoding") };
+}
+
 /** Generates one video per prompt; see the module doc. */
 export async function generate(
   bundle: Bundle,
@@ -430,6 +463,11 @@ export async function generate(
   } as GenerationSettings);
   const prompts = Array.isArray(options.prompt) ? options.prompt : [options.prompt];
   const [C, T, hp, wp] = s.latent;
+  const splits = planSplits(bundle, s);
+  bundle.mmdit.tokenChunk = splits.mmdit.tokenChunk ?? null;
+  const decodeTiles = splits.decode.tileFrames
+    ? { temporalTileSize: splits.decode.tileFrames, spatialTileSize: splits.decode.tileSize }
+    : undefined;
   const out: GeneratedVideo[] = [];
   let refImage: Float32Array | null = null;
   if (options.image) refImage = await readReferenceImage(options.image, s.height, s.width);
@@ -469,6 +507,7 @@ export async function generate(
         textOsci: s.textOsci,
         imageOsci: s.imageOsci,
         scaleTemporalOsci: s.scaleTemporalOsci,
+        branchesOneAtATime: splits.mmdit.branches ?? false,
         onStep: (step, total, t) =>
           onEvent?.({ kind: "step", sample: k, step: step + 1, total, t }),
       });
@@ -477,7 +516,7 @@ export async function generate(
       const video = noGrad(() =>
         tidy(() => {
           const z = applyReferenceOverwrite(latent, condition.condType, refs);
-          const x = bundle.dcAe.decode(z);
+          const x = bundle.dcAe.decode(z, decodeTiles ? { tiled: decodeTiles } : {});
           // decoding yields 4·T' frames; keep the first num_frames
           const [B, c3, tAll, H, W] = x.shape as [number, number, number, number, number];
           const keepT = Math.min(s.numFrames, tAll);

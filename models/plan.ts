@@ -182,6 +182,8 @@ export interface StagePlan {
   unsplit: TensorPlan;
   /** The split chosen (`guidance branches one at a time`, ...), or null. */
   split: string | null;
+  /** The same split for the code that runs the stage. */
+  chunks: Chunks;
   /** The modes: `resident` or `streamed`, then `chunked` and/or `segmented` when they apply. */
   modes: StageMode[];
   /** Whether the stage fits the GPU memory in its chosen mode. */
@@ -258,9 +260,25 @@ export function fitsBuffer(bytes: number, maxBinding: number, maxBuffer: number)
   return bytes <= maxBinding ? bytes <= maxBuffer : sizeClass(bytes) <= maxBuffer;
 }
 
+/**
+ * How a stage is split, for the code that runs it (`generate` applies these): the MMDiT's guidance
+ * branches one at a time and token chunks of its wide projections, the DC-AE's decode tiles.
+ */
+export interface Chunks {
+  /** Run the guidance branches as separate forwards. */
+  branches?: boolean;
+  /** Tokens per chunk of the MLPs and the single blocks' wide projection. */
+  tokenChunk?: number;
+  /** Frames per temporal decode tile. */
+  tileFrames?: number;
+  /** Pixels per spatial decode tile side. */
+  tileSize?: number;
+}
+
 /** One way to run a stage: its split, its big tensors, its activations. */
 interface Level {
   split: string | null;
+  chunks: Chunks;
   tensors: TensorPlan[];
   activations: number;
 }
@@ -290,11 +308,17 @@ function mmditLevels(p: PlanInput, wdt: string): Level[] {
     ...weight,
   ];
   const levels: Level[] = [
-    { split: null, tensors: rows(p.batch), activations: p.batch * L * perRow + inputs },
+    {
+      split: null,
+      chunks: {},
+      tensors: rows(p.batch),
+      activations: p.batch * L * perRow + inputs,
+    },
   ];
   if (p.batch > 1) {
     levels.push({
       split: `guidance branches one at a time (${p.batch} forwards of batch 1 per step)`,
+      chunks: { branches: true },
       tensors: rows(1),
       activations: L * perRow + inputs,
     });
@@ -306,6 +330,7 @@ function mmditLevels(p: PlanInput, wdt: string): Level[] {
   levels.push({
     split: `${p.batch > 1 ? "guidance branches one at a time, " : ""}the ${proj}/MLP/linear2 ` +
       `in ${k} token chunks`,
+    chunks: { branches: p.batch > 1, tokenChunk: Lc },
     tensors: [
       tensorOf("joint q/k/v and attention output", [1, L, H]),
       tensorOf(`single-block ${proj} output (one token chunk)`, [1, Lc, W]),
@@ -355,7 +380,11 @@ function dcAeLevels(p: PlanInput, wdt: string): Level[] {
     p.video.width,
   ]);
   const weight = weightTensor(p.aeLargestWeight, wdt, p.weightBytes);
-  const levelFor = (tile: [number, number, number], split: string | null): Level => {
+  const levelFor = (
+    tile: [number, number, number],
+    split: string | null,
+    chunks: Chunks = {},
+  ): Level => {
     const [tf, th, tw] = tile;
     const ts: TensorPlan[] = [video, ...weight];
     let peak = 0;
@@ -392,6 +421,7 @@ function dcAeLevels(p: PlanInput, wdt: string): Level[] {
     // the tiles decoded so far are kept, then joined into the video and clipped (two copies)
     return {
       split,
+      chunks,
       tensors: ts,
       activations: Math.max(peak + video.bytes, 2 * video.bytes) + f32 * prod(p.latent),
     };
@@ -415,7 +445,7 @@ function dcAeLevels(p: PlanInput, wdt: string): Level[] {
       tt !== t.temporalTileSize ? `temporal tiles of ${tt} frames` : null,
       ts !== t.spatialTileSize ? `spatial tiles of ${ts} px` : null,
     ].filter((x) => x);
-    const lv = levelFor(tile, parts.join(" and "));
+    const lv = levelFor(tile, parts.join(" and "), { tileFrames: tt, tileSize: ts });
     const key = lv.tensors.map((x) => x.bytes).join();
     if (seen.has(key)) continue;
     seen.add(key);
@@ -436,6 +466,7 @@ function textLevels(p: PlanInput, text: TextEncoderSize, wdt: string): Level[] {
     : Math.max(1, Math.min(text.heads, Math.floor(p.maxBinding / perHead)));
   return [{
     split: null,
+    chunks: {},
     tensors: [
       tensorOf("T5 feed-forward hidden", [B, Lt, text.ff]),
       tensorOf("T5 hidden state", [B, Lt, text.width]),
@@ -500,6 +531,7 @@ function chooseStage(
     largest,
     unsplit,
     split: level.split,
+    chunks: level.chunks,
     modes,
     fits,
   };

@@ -9,7 +9,7 @@
 import type { ParamScope } from "../params.ts";
 import type { Tensor } from "../../engine/tensor.ts";
 import { add, gelu, mul, silu } from "../../engine/ops/elementwise.ts";
-import { permute, reshape } from "../../engine/ops/movement.ts";
+import { permute, reshape, slice } from "../../engine/ops/movement.ts";
 import { chunk, concat, split } from "../../engine/ops/concat.ts";
 import { linear } from "../../engine/ops/matmul.ts";
 import { layerNorm, rmsNorm } from "../../engine/ops/norm.ts";
@@ -42,6 +42,37 @@ export class Linear {
     const w = this.scope.get(this.weight);
     return this.bias ? linear(x, w, this.scope.get(this.bias)) : linear(x, w);
   }
+  /**
+   * Output features `[from, to)` only: the same values as `split(forward(x))` gives for them,
+   * reading the rows of the weight in place (no copy), so a wide projection can be computed in
+   * parts.
+   */
+  forwardRows(x: Tensor, from: number, to: number): Tensor {
+    const w = slice(this.scope.get(this.weight), [from, 0], [to, this.inFeatures]);
+    if (!this.bias) return linear(x, w);
+    return linear(x, w, slice(this.scope.get(this.bias), [from], [to]));
+  }
+}
+
+/**
+ * `f` applied to chunks of at most `chunk` tokens (axis 1) of every tensor in `xs`, the results
+ * joined along the tokens: the same values as `f(xs)` for an `f` that treats every token on its
+ * own, with a peak of one chunk's intermediates (the memory plan's token chunks, issue 18).
+ * `chunk` null (or ≥ the token count) runs `f` once.
+ */
+export function byTokens(xs: Tensor[], chunk: number | null, f: (xs: Tensor[]) => Tensor): Tensor {
+  const L = xs[0]!.shape[1]!;
+  if (!chunk || chunk >= L) return f(xs);
+  const parts: Tensor[] = [];
+  for (let a = 0; a < L; a += chunk) {
+    const b = Math.min(L, a + chunk);
+    parts.push(f(xs.map((x) => {
+      const end = [...x.shape];
+      end[1] = b;
+      return slice(x, x.shape.map((_, i) => (i === 1 ? a : 0)), end);
+    })));
+  }
+  return concat(parts, 1);
 }
 
 /** `MLPEmbedder`: `out_layer(SiLU(in_layer(x)))`. */
@@ -157,9 +188,13 @@ export class Mlp {
     this.fc1 = new Linear(scope.sub(0), hidden, mlpHidden);
     this.fc2 = new Linear(scope.sub(2), mlpHidden, hidden);
   }
-  /** `[B, L, hidden]` → `[B, L, hidden]`. */
-  forward(x: Tensor): Tensor {
-    return this.fc2.forward(gelu(this.fc1.forward(x), "tanh"));
+  /** `[B, L, hidden]` → `[B, L, hidden]`, in chunks of `tokenChunk` tokens when given. */
+  forward(x: Tensor, tokenChunk: number | null = null): Tensor {
+    return byTokens(
+      [x],
+      tokenChunk,
+      ([xc]) => this.fc2.forward(gelu(this.fc1.forward(xc!), "tanh")),
+    );
   }
 }
 
@@ -244,7 +279,13 @@ export class DoubleStreamBlock {
    * One block: joint attention over text then image tokens, then per-stream MLPs; returns the new
    * `[img, txt]`.
    */
-  forward(img: Tensor, txt: Tensor, vec: Tensor, rope: Rope): [Tensor, Tensor] {
+  forward(
+    img: Tensor,
+    txt: Tensor,
+    vec: Tensor,
+    rope: Rope,
+    tokenChunk: number | null = null,
+  ): [Tensor, Tensor] {
     const [im1, im2] = this.imgMod.forward(vec) as [ModulationOut, ModulationOut];
     const [tm1, tm2] = this.txtMod.forward(vec) as [ModulationOut, ModulationOut];
     const [iq, ik, iv] = this.imgAttn.qkvHeads(modulate(img, im1));
@@ -253,9 +294,9 @@ export class DoubleStreamBlock {
     const a = jointAttention(concat([tq, iq], 1), concat([tk, ik], 1), concat([tv, iv], 1), rope);
     const [ta, ia] = split(a, [Lt, img.shape[1]!], 1) as [Tensor, Tensor];
     img = gated(img, im1.gate, this.imgAttn.proj.forward(ia));
-    img = gated(img, im2.gate, this.imgMlp.forward(modulate(img, im2)));
+    img = gated(img, im2.gate, this.imgMlp.forward(modulate(img, im2), tokenChunk));
     txt = gated(txt, tm1.gate, this.txtAttn.proj.forward(ta));
-    txt = gated(txt, tm2.gate, this.txtMlp.forward(modulate(txt, tm2)));
+    txt = gated(txt, tm2.gate, this.txtMlp.forward(modulate(txt, tm2), tokenChunk));
     return [img, txt];
   }
 }
@@ -296,11 +337,27 @@ export class SingleStreamBlock {
   }
   /**
    * One block on the joint sequence `x` `[B, L, hidden]` (text first); returns the new sequence.
+   * With `tokenChunk`, the MLP part of the wide projection (`v_mlp` / `linear1`), its GELU and
+   * `linear2` run in chunks of that many tokens (the same values, a smaller peak).
    */
-  forward(x: Tensor, vec: Tensor, rope: Rope): Tensor {
+  forward(x: Tensor, vec: Tensor, rope: Rope, tokenChunk: number | null = null): Tensor {
     const [m] = this.modulation.forward(vec) as [ModulationOut];
     const u = modulate(x, m);
     const h = this.hidden;
+    if (tokenChunk && tokenChunk < x.shape[1]!) {
+      const proj = (this.linear1 ?? this.vMlp)!;
+      const qkvW = this.linear1 ? 3 * h : h; // the attention part of the wide projection
+      const [q, k, v] = this.linear1
+        ? split(proj.forwardRows(u, 0, qkvW), [h, h, h], -1) as [Tensor, Tensor, Tensor]
+        : [this.q!.forward(u), this.k!.forward(u), proj.forwardRows(u, 0, h)];
+      const [qn, kn] = this.norm.forward(splitHeads(q, this.heads), splitHeads(k, this.heads));
+      const a = jointAttention(qn, kn, splitHeads(v, this.heads), rope);
+      const out = byTokens([u, a], tokenChunk, ([uc, ac]) => {
+        const mlp = proj.forwardRows(uc!, qkvW, qkvW + this.mlpHidden);
+        return this.linear2.forward(concat([ac!, gelu(mlp, "tanh")], -1));
+      });
+      return gated(x, m.gate, out);
+    }
     let q: Tensor, k: Tensor, v: Tensor, mlp: Tensor;
     if (this.linear1) {
       [q, k, v, mlp] = split(this.linear1.forward(u), [h, h, h, this.mlpHidden], -1) as [

@@ -73,6 +73,11 @@ export class MMDiT {
   readonly finalLayer: LastLayer;
   /** Optional hooks around every block (used to stream weights block by block). */
   hooks: BlockHooks = {};
+  /**
+   * Tokens per chunk of the MLPs and the single blocks' wide projection, or null for none: the
+   * same output with a smaller peak (the memory plan's token chunks for long videos).
+   */
+  tokenChunk: number | null = null;
 
   /** Validates `config` and declares every parameter (allocates nothing). */
   constructor(readonly config: MMDiTConfig, options: MMDiTOptions = {}) {
@@ -217,7 +222,7 @@ export class MMDiT {
     } else tap?.("pe", rope.pe);
     this.doubleBlocks.forEach((block, i) => {
       hooks.before?.(`double_blocks.${i}`);
-      [img, txt] = block.forward(img, txt, vec, rope);
+      [img, txt] = block.forward(img, txt, vec, rope, this.tokenChunk);
       hooks.after?.(`double_blocks.${i}`, [img, txt]);
       tap?.(`double_blocks.${i}.img`, img);
       tap?.(`double_blocks.${i}.txt`, txt);
@@ -225,7 +230,7 @@ export class MMDiT {
     let joint: Tensor = concat([txt, img], 1);
     this.singleBlocks.forEach((block, i) => {
       hooks.before?.(`single_blocks.${i}`);
-      joint = block.forward(joint, vec, rope);
+      joint = block.forward(joint, vec, rope, this.tokenChunk);
       hooks.after?.(`single_blocks.${i}`, [joint]);
       tap?.(`single_blocks.${i}`, joint);
     });

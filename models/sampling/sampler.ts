@@ -10,6 +10,7 @@ import { noGrad, type Tensor, tidy } from "../../engine/tensor.ts";
 import { runtime } from "../../engine/runtime.ts";
 import { tensor } from "../../engine/ops/create.ts";
 import { copy, zeros } from "../../engine/ops/elementwise.ts";
+import { slice } from "../../engine/ops/movement.ts";
 import { concat } from "../../engine/ops/concat.ts";
 import type { MMDiTInputs, VelocityModel } from "../mmdit/inputs.ts";
 import { pack, positionIds, textIds, unpack } from "./pack.ts";
@@ -54,6 +55,31 @@ export interface LoopOptions extends GuidanceOptions {
   onStep?: (i: number, total: number, t: number, x: Tensor) => void | Promise<void>;
   /** Wait for the GPU after every step (accurate progress, bounded queue); default true. */
   sync?: boolean;
+  /**
+   * Run the three guidance branches (`[prompt; negative; negative]`) as three forwards of N rows
+   * each instead of one of 3N (the same velocities, a third of the activations: the memory plan's
+   * split for long videos); default false.
+   */
+  branchesOneAtATime?: boolean;
+}
+
+/** The model inputs of guidance branch `b` (rows `[b·n, (b+1)·n)` of the 3n CFG rows). */
+function branchRows(x: MMDiTInputs, b: number, n: number, img: Tensor): MMDiTInputs {
+  const rows = (t: Tensor) =>
+    slice(t, t.shape.map((_, i) => (i === 0 ? b * n : 0)), [(b + 1) * n, ...t.shape.slice(1)]);
+  const ids = (a: Float32Array) => {
+    const per = a.length / (3 * n);
+    return a.subarray(b * n * per, (b + 1) * n * per);
+  };
+  return {
+    img,
+    imgIds: ids(x.imgIds),
+    txt: rows(x.txt),
+    txtIds: ids(x.txtIds),
+    timesteps: rows(x.timesteps),
+    yVec: rows(x.yVec),
+    cond: x.cond ? rows(x.cond) : undefined,
+  };
 }
 
 function checkRows(what: string, t: Tensor, rows: number, rank: number): void {
@@ -123,7 +149,9 @@ export async function denoise(
             yVec: inputs.yVec,
             cond: inputs.cond,
           };
-          const pred = model(modelInputs);
+          const pred = opts.branchesOneAtATime
+            ? concat([0, 1, 2].map((b) => model(branchRows(modelInputs, b, n, prev))), 0)
+            : model(modelInputs);
           if (pred.shape.join() !== [rows, ...prev.shape.slice(1)].join()) {
             throw new RangeError(
               `denoise: the model returned ${fmtShape(pred.shape)}, expected ` +
@@ -168,6 +196,8 @@ export interface SampleOptions extends GuidanceOptions {
   onStep?: (i: number, total: number, t: number, x: Tensor) => void | Promise<void>;
   /** Wait for the GPU after every step; default true. */
   sync?: boolean;
+  /** See {@linkcode LoopOptions.branchesOneAtATime}. */
+  branchesOneAtATime?: boolean;
 }
 
 /**
