@@ -51,6 +51,17 @@
  * two halves per `u32` word) and widen each value to f32 on load; compute stays f32. The
  * weight-gradient kernels are f32 only (16-bit weights are frozen).
  *
+ * ## Binding windows
+ *
+ * For tensors over one storage binding (`engine/ops/conv3d.ts` cuts the work into pieces) the
+ * offsets may be shifted below the window's start (u32 wraparound: every index is the sum of
+ * the offset and positive terms, and is taken `>> 2` for vec4 loads only after the sum); the T
+ * axis may cover a slice of the frames (`CP.YT` keeps the written tensor's frame count), the
+ * weight gradient a range of rows (`GP.R0`, `GP.R1`) and a block of input channels (`GP.CRS`
+ * keeps the output's row stride). A run-time flag (`CP.ACC`, `GP.ACC`) adds to the output
+ * instead of overwriting it (later reduction-channel blocks, later row pieces); the `unpacked`
+ * variant reads an f32 weight in its PyTorch layout for channel blocks off the packed tiles.
+ *
  * @module
  */
 import { type KernelSpec, paramsWGSL } from "../engine/kernel.ts";
@@ -81,10 +92,23 @@ export interface ConvVariant extends ConvTile {
    * per channel and tap.
    */
   wType?: ConvWeightDType;
+  /**
+   * Read an f32 weight in its PyTorch layout too (strides `CP.WSO` / `CP.WSR`, scalar loads)
+   * instead of the packed copy: for blocks of output channels that do not start on a tile, when
+   * a convolution is cut into binding windows (default false).
+   */
+  unpacked?: boolean;
 }
 
-/** WGSL: the weight binding `W` as packed `u32` words and `ldW(i)` widening element `i`. */
-function halfWeightWGSL(b: number, dt: "f16" | "bf16"): string {
+/**
+ * WGSL: the weight binding `W` in its PyTorch layout and `ldW(i)` reading element `i` (16-bit
+ * types as packed `u32` words, widened).
+ */
+function torchWeightWGSL(b: number, dt: ConvWeightDType): string {
+  if (dt === "f32") {
+    return `@group(0) @binding(${b}) var<storage, read> W: array<f32>;
+fn ldW(i: u32) -> f32 { return W[i]; }`;
+  }
   const one = dt === "f16"
     ? `unpack2x16float(W[i >> 1u])[i & 1u]`
     : `bitcast<f32>(((W[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu) << 16u)`;
@@ -136,6 +160,16 @@ export const CP = {
   WSR: 15,
   /** first word of the per-axis parameters (t, h, w; AXIS_WORDS each) */
   AXES: 16,
+  /**
+   * frames of the tensor written: its channel stride is `YT·Ho·Wo` (the T axis' OUT may be a
+   * slice of them when the dispatch covers a window of frames)
+   */
+  YT: 49,
+  /**
+   * nonzero: add the sums to Y instead of overwriting it (the later reduction-channel blocks of a
+   * convolution cut into binding windows; not the depthwise kernel, which has one channel)
+   */
+  ACC: 50,
 } as const;
 
 /** Per-axis words of the direct kernel, relative to `CP.AXES + 9·axis`. */
@@ -164,7 +198,7 @@ export const CA = {
   OFFSTEP: 10,
 } as const;
 const AXIS_WORDS = 11;
-const DIRECT_WORDS = CP.AXES + 3 * AXIS_WORDS; // 49
+const DIRECT_WORDS = CP.AXES + 3 * AXIS_WORDS + 2; // 51
 
 /** Word indices of the weight-gradient kernel's parameters. */
 export const GP = {
@@ -184,10 +218,18 @@ export const GP = {
   CHUNKS: 11,
   /** output rows (n, t, h) per chunk */
   ROWS: 12,
+  /** first output row (of all N·To·Ho) summed: chunk c sums rows from `R0 + c·ROWS` */
+  R0: 13,
+  /** end of the output rows summed */
+  R1: 14,
+  /** input channels per group of the output (its row stride; CR may count a block of them) */
+  CRS: 15,
   /** per axis (t, h, w) from word 16, 6 words each: IN, OUT, STRIDE, PAD, DIL, K */
   AXES: 16,
+  /** nonzero: add to O instead of overwriting it (the later row pieces of a windowed gradient) */
+  ACC: 34,
 } as const;
-const GRADW_WORDS = GP.AXES + 18;
+const GRADW_WORDS = GP.AXES + 18 + 1;
 
 /** Repeats `f(i)` for i in [0, n) and joins the results. */
 function rep(n: number, f: (i: number) => string, sep = "\n"): string {
@@ -267,20 +309,21 @@ ${axisSetup("w", 2, "rw")}
 export function convKernel(v: ConvVariant): KernelSpec {
   checkTile("conv3d", { co: v.co, p: v.p, wg: v.wg }, ["co", "p"]);
   const wType = v.wType ?? "f32";
-  const key = `conv/${v.co}/${v.p}/${v.wg}/${v.vecX}/${v.bias}/${wType}`;
+  const unpacked = wType === "f32" && (v.unpacked ?? false);
+  const key = `conv/${v.co}/${v.p}/${v.wg}/${v.vecX}/${v.bias}/${wType}/${unpacked}`;
   let k = cache.get(key);
   if (k) return k;
   const { co, p, wg, vecX, bias } = v;
-  const half = wType !== "f32";
+  const torch = wType !== "f32" || unpacked; // PyTorch layout, scalar loads
   const c4 = co / 4;
   const A = (ax: number, w: number) => `${CP.AXES + AXIS_WORDS * ax + w}u`;
   const L: string[] = [];
   L.push(paramsWGSL(Math.ceil(DIRECT_WORDS / 4) * 4));
   L.push(`@group(0) @binding(1) var<storage, read> X: array<${vecX ? "vec4<f32>" : "f32"}>;`);
   L.push(
-    wType === "f32"
-      ? `@group(0) @binding(2) var<storage, read> W: array<vec4<f32>>;`
-      : halfWeightWGSL(2, wType),
+    torch
+      ? torchWeightWGSL(2, wType)
+      : `@group(0) @binding(2) var<storage, read> W: array<vec4<f32>>;`,
   );
   if (bias) L.push(`@group(0) @binding(3) var<storage, read> B: array<f32>;`);
   L.push(`@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> Y: array<f32>;`);
@@ -292,7 +335,7 @@ export function convKernel(v: ConvVariant): KernelSpec {
   let thw = u32(Ti * Hi * Wi);
   let xc0 = pu(${CP.XOFF}u) + (n * pu(${CP.CIN}u) + g * Crg) * thw;
 ${
-    half
+    torch
       ? `  let wc0 = pu(${CP.WOFF}u) + g * Crg * pu(${CP.CO}u) * K3;
   let wsr = pu(${CP.WSR}u);
 ${rep(co, (c) => `  let wch${c} = min(co0 + ${c}u, pu(${CP.CO}u) - 1u) * pu(${CP.WSO}u);`)}`
@@ -309,7 +352,7 @@ ${
 ${rep(p, (j) => rep(c4, (c) => `  var acc${j}_${c} = vec4<f32>(0.0);`))}
   for (var cr = 0u; cr < Crg; cr++) {
     let xcb = xc0 + cr * thw;
-    let wcb = wc0 + cr * ${half ? "wsr" : "K3 * cop4"};
+    let wcb = wc0 + cr * ${torch ? "wsr" : "K3 * cop4"};
     var it = it0;
     for (var ktap = k0t; ktap < kt; ktap += kst) {
       if (it >= 0i && it < Ti) {
@@ -317,13 +360,13 @@ ${rep(p, (j) => rep(c4, (c) => `  var acc${j}_${c} = vec4<f32>(0.0);`))}
         for (var khap = k0h; khap < kh; khap += ksh) {
           if (ih >= 0i && ih < Hi) {
             let row = xcb + (u32(it) * u32(Hi) + u32(ih)) * u32(Wi);
-            let wr = wcb + u32(ktap * kh + khap) * u32(kw)${half ? "" : " * cop4"};
+            let wr = wcb + u32(ktap * kh + khap) * u32(kw)${torch ? "" : " * cop4"};
             var off = off0w;
             for (var kwap = k0w; kwap < kw; kwap += ksw) {
-              let wk = wr + u32(kwap)${half ? "" : " * cop4"};
+              let wk = wr + u32(kwap)${torch ? "" : " * cop4"};
 ${
     rep(c4, (c) =>
-      half
+      torch
         ? `              let w${c} = vec4<f32>(${
           rep(4, (i) =>
             `ldW(wk + wch${4 * c + i})`, ", ")
@@ -342,9 +385,11 @@ ${rep(p, (j) => rep(c4, (c) => `              acc${j}_${c} += x${j} * w${c};`))}
     }
   }
   let Cog = pu(${CP.CO}u);
-  let ybase = pu(${CP.YOFF}u) + ((n * pu(${CP.COUT}u) + g * Cog) * To + ot) * Ho * Wo + oh * Wo;
+  let YT = pu(${CP.YT}u);
+  let ybase = pu(${CP.YOFF}u) + ((n * pu(${CP.COUT}u) + g * Cog) * YT + ot) * Ho * Wo + oh * Wo;
   let owStep = pu(${A(2, CA.OS)});
-  let thwo = To * Ho * Wo;
+  let thwo = YT * Ho * Wo;
+  let accum = pu(${CP.ACC}u) != 0u;
 ${
     rep(co, (c) => {
       const b = bias ? ` + B[pu(${CP.BOFF}u) + g * Cog + co0 + ${c}u]` : "";
@@ -353,9 +398,9 @@ ${
     let bv = 0.0${b};
 ${
         rep(p, (j) =>
-          `    { let ow = rw + owStep * (qw0 + ${j}u); if (ow < Wo) { Y[yc + ow] = acc${j}_${
-            c >> 2
-          }[${c & 3}] + bv; } }`)
+          `    { let ow = rw + owStep * (qw0 + ${j}u); if (ow < Wo) { var v = acc${j}_${c >> 2}[${
+            c & 3
+          }] + bv; if (accum) { v += Y[yc + ow]; } Y[yc + ow] = v; } }`)
       }
   }`;
     })
@@ -364,7 +409,7 @@ ${
 `);
   k = {
     name: `conv3d_co${co}_p${p}_wg${wg}${vecX ? "_vx" : ""}${bias ? "_bias" : ""}${
-      half ? "_w" + wType : ""
+      torch ? "_w" + wType : ""
     }`,
     code: L.join("\n"),
     inputs: bias ? 3 : 2,
@@ -441,7 +486,7 @@ export function depthwiseKernel(v: DepthwiseVariant): KernelSpec {
   L.push(
     wType === "f32"
       ? `@group(0) @binding(2) var<storage, read> W: array<f32>;`
-      : halfWeightWGSL(2, wType),
+      : torchWeightWGSL(2, wType),
   );
   if (bias) L.push(`@group(0) @binding(3) var<storage, read> B: array<f32>;`);
   L.push(`@group(0) @binding(${bias ? 4 : 3}) var<storage, read_write> Y: array<f32>;`);
@@ -507,7 +552,7 @@ ${rep(p, (j) => rep(KW, (t) => `          acc${j} += e${j + t} * w${t};`))}
     }
     it += ost;
   }
-  let yc = pu(${CP.YOFF}u) + ((n * pu(${CP.COUT}u) + g) * To + ot) * Ho * Wo + oh * Wo;
+  let yc = pu(${CP.YOFF}u) + ((n * pu(${CP.COUT}u) + g) * pu(${CP.YT}u) + ot) * Ho * Wo + oh * Wo;
   let bv = 0.0${bias ? ` + B[pu(${CP.BOFF}u) + g]` : ""};
   let owStep = pu(${CP.AXES + AXIS_WORDS * 2 + CA.OS}u);
 ${
@@ -556,7 +601,7 @@ export function depthwiseGradWeightKernel(v: DepthwiseGradWeightVariant): Kernel
     const ne = KW + 3;
     const m = Math.floor((ne - 1 + 3) / 4) + 1;
     const el = (e: number) => `c${e >> 2}[${e & 3}]`;
-    body = `    let xq = (xc >> 2u) + (xo >> 2u); let dq = (dc >> 2u) + (dyo >> 2u);
+    body = `    let xq = (xc + xo) >> 2u; let dq = (dc + dyo) >> 2u;
 ${
       rep(m - 1, (i) =>
         `    var c${i} = select(vec4<f32>(0.0), X[xq + u32(clamp(sa + ${i}i, 0i, Wi4 - 1i))], sa + ${i}i >= 0i && sa + ${i}i < Wi4);`)
@@ -612,9 +657,8 @@ fn main(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workgroups) nwg: ve
   let hOff = i32(tkh) * pi(${A(1, 4)}) - pi(${A(1, 3)}); let hS = pi(${A(1, 2)});
   let wOff = -pi(${A(2, 3)});
   let thwi = u32(Ti * Hi * Wi); let thwo = To * Ho * Wo;
-  let nRows = pu(${GP.N}u) * To * Ho;
-  let r0 = chunk * pu(${GP.ROWS}u);
-  let r1 = min(nRows, r0 + pu(${GP.ROWS}u));
+  let r0 = pu(${GP.R0}u) + chunk * pu(${GP.ROWS}u);
+  let r1 = min(pu(${GP.R1}u), r0 + pu(${GP.ROWS}u));
   let xc = pu(${GP.XOFF}u) + g * thwi;
   let dc = pu(${GP.DYOFF}u) + g * thwo;
   let cinT = pu(${GP.CIN}u) * thwi; let coutT = pu(${GP.COUT}u) * thwo;
@@ -635,7 +679,8 @@ ${rep(KW, (t) => `  var acc${t} = 0.0;`)}
 ${body}
   }
   let ob = pu(${GP.OOFF}u) + ((chunk * pu(${GP.COUT}u) + g) * taps + tap) * ${KW}u;
-${rep(KW, (t) => `  O[ob + ${t}u] = acc${t};`)}
+  let accum = pu(${GP.ACC}u) != 0u;
+${rep(KW, (t) => `  { var v = acc${t}; if (accum) { v += O[ob + ${t}u]; } O[ob + ${t}u] = v; }`)}
 }
 `;
   k = {
@@ -723,9 +768,8 @@ fn main(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(num_workgroups) nwg: ve
   let hOff = i32(tkh) * pi(${A(1, 4)}) - pi(${A(1, 3)}); let hS = pi(${A(1, 2)});
   let wOff = i32(tkw) * pi(${A(2, 4)}) - pi(${A(2, 3)}); let wS = pi(${A(2, 2)});
   let thwi = u32(Ti * Hi * Wi); let thwo = To * Ho * Wo;
-  let nRows = pu(${GP.N}u) * To * Ho;
-  let r0 = chunk * pu(${GP.ROWS}u);
-  let r1 = min(nRows, r0 + pu(${GP.ROWS}u));
+  let r0 = pu(${GP.R0}u) + chunk * pu(${GP.ROWS}u);
+  let r1 = min(pu(${GP.R1}u), r0 + pu(${GP.ROWS}u));
   let xc = pu(${GP.XOFF}u) + g * Crg * thwi;
   let dc = pu(${GP.DYOFF}u) + g * Cog * thwo;
   let cinT = pu(${GP.CIN}u) * thwi; let coutT = pu(${GP.COUT}u) * thwo;
@@ -747,11 +791,13 @@ ${
     let dyo = n * coutT + (ot * Ho + oh) * Wo;
 ${vec ? gradWVecBody(co, cr) : gradWScalarBody(co, cr)}
   }
-  let ob = pu(${GP.OOFF}u) + ((chunk * pu(${GP.COUT}u) + g * Cog) * Crg) * K3 + tap;
+  let Crs = pu(${GP.CRS}u);
+  let accum = pu(${GP.ACC}u) != 0u;
+  let ob = pu(${GP.OOFF}u) + ((chunk * pu(${GP.COUT}u) + g * Cog) * Crs) * K3 + tap;
 ${
     rep(co, (c) =>
       rep(cr, (r) =>
-        `  if (co0 + ${c}u < Cog && cr0 + ${r}u < Crg) { O[ob + ((co0 + ${c}u) * Crg + cr0 + ${r}u) * K3] = ${`acc${c}_${r}`}; }`))
+        `  if (co0 + ${c}u < Cog && cr0 + ${r}u < Crg) { let oi = ob + ((co0 + ${c}u) * Crs + cr0 + ${r}u) * K3; var v = acc${c}_${r}; if (accum) { v += O[oi]; } O[oi] = v; }`))
   }
 }
 `);
@@ -779,9 +825,8 @@ ${rep(co, (c) => rep(cr, (r) => `      acc${c}_${r} += d${c} * x${r};`))}
 function gradWVecBody(co: number, cr: number): string {
   // X vec4 at o4 + sa and o4 + sa + 1, shifted by sb; the second is the next step's first
   const el = (r: number, e: number) => `${e < 4 ? "p" : "q"}${r}[${e & 3}]`;
-  return `    let xo4 = xo >> 2u; let dyo4 = dyo >> 2u;
-${rep(cr, (r) => `    let xq${r} = (xr${r} >> 2u) + xo4;`)}
-${rep(co, (c) => `    let dq${c} = (dr${c} >> 2u) + dyo4;`)}
+  return `${rep(cr, (r) => `    let xq${r} = (xr${r} + xo) >> 2u;`)}
+${rep(co, (c) => `    let dq${c} = (dr${c} + dyo) >> 2u;`)}
     let first = sa;
     let inF = first >= 0i && first < Wi4; let cF = u32(clamp(first, 0i, Wi4 - 1i));
 ${rep(cr, (r) => `    var p${r} = select(vec4<f32>(0.0), X[xq${r} + cF], inF);`)}
