@@ -14,7 +14,10 @@ import { parameter } from "../engine/autograd.ts";
 import { type DType, DTYPE_BYTES } from "../engine/dtype.ts";
 import { fromData } from "../engine/graph.ts";
 import { fmtShape, numel } from "../engine/shape.ts";
-import { keep, type Tensor } from "../engine/tensor.ts";
+import { keep, noGrad, type Tensor, tidy } from "../engine/tensor.ts";
+import { copy, ones, zeros } from "../engine/ops/elementwise.ts";
+import { cast } from "../engine/ops/concat.ts";
+import { randUniform } from "../engine/ops/random.ts";
 import { SafeTensorsFile } from "../engine/safetensors.ts";
 import { runtime } from "../engine/runtime.ts";
 
@@ -156,6 +159,41 @@ export class ParamSet {
     }
   }
 
+  /**
+   * Makes one parameter's value on the GPU from a counter-based generator (Threefry), with no host
+   * copy: the declared init (the uniform bound of `fan_in` / `uniform`, a truncated normal as the
+   * uniform of the same standard deviation, ones, zeros), stored like loaded weights (the set's
+   * storage dtype for matrices, f32 for vectors). The same name and seed give the same values, so
+   * a streamer can make a group again on every forward. For measuring real-size models without
+   * their weights (`--synthetic-weights`); the values are not a trained model's.
+   */
+  synthesize(name: string, seed: number): void {
+    const spec = this.specs.get(name);
+    if (!spec) throw new Error(`parameter ${name} was never declared`);
+    const dtype = this.storage === "f32" || spec.shape.length < 2 ? "f32" : this.storage;
+    const n = numel(spec.shape);
+    const init = spec.init;
+    const bound = init === "ones" || init === "zeros"
+      ? 0
+      : typeof init === "object"
+      ? ("uniform" in init ? init.uniform : init.truncNormal * Math.sqrt(3))
+      : Math.sqrt(3 / Math.max(1, n / (spec.shape[0] ?? 1)));
+    this.values.get(name)?.dispose();
+    const t = keep(noGrad(() =>
+      tidy(() => {
+        const v = init === "ones"
+          ? ones(spec.shape)
+          : init === "zeros"
+          ? zeros(spec.shape)
+          : randUniform(spec.shape, { seed: nameSeed(name, seed), low: -bound, high: bound });
+        return dtype === "f32" ? copy(v) : cast(v, dtype as "f16" | "bf16");
+      })
+    ));
+    t.name = name;
+    t.isParameter = true;
+    this.values.set(name, t);
+  }
+
   /** Sets one parameter from f32 data (checks the shape). */
   set(name: string, data: Float32Array | Uint16Array, dtype: DType = "f32"): void {
     const spec = this.specs.get(name);
@@ -253,6 +291,13 @@ export class ParamSet {
     for (const t of this.values.values()) t.dispose();
     this.values.clear();
   }
+}
+
+/** A 32-bit seed per parameter name (FNV-1a of the name, mixed with the set's seed). */
+function nameSeed(name: string, seed: number): number {
+  let h = 0x811c9dc5 ^ (seed >>> 0);
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
 
 function storedParameter(

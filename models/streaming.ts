@@ -32,20 +32,49 @@ export interface Streamable {
 }
 
 interface HostTensor {
-  data: Float32Array | Uint16Array;
+  /** The values, or null for a synthetic weight made on the GPU when its group runs. */
+  data: Float32Array | Uint16Array | null;
   dtype: DType;
+  /** Bytes on the GPU. */
+  bytes: number;
 }
 
 /** Holds weights on the host and uploads them group by group; see the module doc. */
 export class WeightStreamer {
   private readonly host = new Map<string, HostTensor>();
-  /** Bytes uploaded since construction (for reports). */
+  /** Bytes uploaded (or made, for synthetic weights) since construction (for reports). */
   uploaded = 0;
   /** Largest number of bytes of weights resident on the GPU at once. */
   peakResident = 0;
   private resident = 0;
 
+  private synthSeed = 0;
+
   private constructor(readonly params: ParamSet, readonly groups: (name: string) => string) {}
+
+  /**
+   * Streams seeded random weights made on the GPU group by group ({@linkcode ParamSet.synthesize}):
+   * the real architecture's time and memory without its checkpoint, never the whole model in host
+   * or GPU memory (`--synthetic-weights`).
+   */
+  static synthetic(
+    params: ParamSet,
+    seed: number,
+    groupOf: (name: string) => string = mmditGroup,
+  ): WeightStreamer {
+    const s = new WeightStreamer(params, groupOf);
+    s.synthSeed = seed;
+    for (const spec of params.list()) {
+      const half = params.storage !== "f32" && spec.shape.length >= 2;
+      const n = spec.shape.reduce((a, b) => a * b, 1);
+      s.host.set(spec.name, {
+        data: null,
+        dtype: half ? params.storage : "f32",
+        bytes: n * (half ? 2 : 4),
+      });
+    }
+    return s;
+  }
 
   /**
    * Reads every declared parameter from safetensors files into host memory (in the set's storage
@@ -75,15 +104,14 @@ export class WeightStreamer {
           );
         }
         const half = params.storage !== "f32" && spec.shape.length >= 2;
-        s.host.set(
-          spec.name,
-          half
-            ? {
-              data: (await f.readAs(spec.name, params.storage === "f16" ? "f16" : "bf16")).data,
-              dtype: params.storage,
-            }
-            : { data: await f.readF32(spec.name), dtype: "f32" },
-        );
+        const data = half
+          ? (await f.readAs(spec.name, params.storage === "f16" ? "f16" : "bf16")).data
+          : await f.readF32(spec.name);
+        s.host.set(spec.name, {
+          data,
+          dtype: half ? params.storage : "f32",
+          bytes: data.byteLength,
+        });
       }
     } finally {
       for (const f of files) f.close();
@@ -101,7 +129,7 @@ export class WeightStreamer {
     for (const spec of params.list()) {
       const v = values.get(spec.name);
       if (!v) throw new Error(`weight streaming: no host value for ${spec.name}`);
-      s.host.set(spec.name, { data: v, dtype: "f32" });
+      s.host.set(spec.name, { data: v, dtype: "f32", bytes: v.byteLength });
     }
     return s;
   }
@@ -109,7 +137,7 @@ export class WeightStreamer {
   /** Host bytes held. */
   get hostBytes(): number {
     let n = 0;
-    for (const t of this.host.values()) n += t.data.byteLength;
+    for (const t of this.host.values()) n += t.data?.byteLength ?? 0;
     return n;
   }
 
@@ -128,9 +156,10 @@ export class WeightStreamer {
   upload(group: string): void {
     for (const [name, t] of this.host) {
       if (this.groups(name) !== group || this.params.has(name)) continue;
-      this.params.set(name, t.data, t.dtype);
-      this.resident += t.data.byteLength;
-      this.uploaded += t.data.byteLength;
+      if (t.data) this.params.set(name, t.data, t.dtype);
+      else this.params.synthesize(name, this.synthSeed);
+      this.resident += t.bytes;
+      this.uploaded += t.bytes;
     }
     this.peakResident = Math.max(this.peakResident, this.resident);
   }
@@ -140,7 +169,7 @@ export class WeightStreamer {
     for (const [name, t] of this.host) {
       if (this.groups(name) !== group || !this.params.has(name)) continue;
       this.params.release(name);
-      this.resident -= t.data.byteLength;
+      this.resident -= t.bytes;
     }
   }
 }
