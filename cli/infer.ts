@@ -29,6 +29,7 @@ import {
   RELEASE_LAYOUT,
   type ResolvedSettings,
   resolveSettings,
+  syntheticBundle,
 } from "../models/pipeline.ts";
 import { mmditPreset } from "../models/mmdit/config.ts";
 import { dcAePreset } from "../models/dc_ae/config.ts";
@@ -71,6 +72,12 @@ Files
                            with a kino.json; default: the small model shipped with Kino
   --dtype T                weight storage bf16 (default), f16 or f32
   --stream-weights         keep MMDiT weights in host memory, upload block by block
+  --synthetic-weights      seeded random weights made on the GPU instead of files: the
+                           architecture of --ckpt-dir's bundle, or with no --ckpt-dir the release
+                           model (--preset hcae|baseline-768, T5-XXL, CLIP-L, DC-AE f32t4c128);
+                           for measuring time and memory only: the video is noise, and its
+                           sidecar says "synthetic_weights": true
+  --preset NAME            the MMDiT of a --synthetic-weights run without --ckpt-dir (hcae)
   --embeddings FILE        precomputed text embeddings (TextConditioner.saveEmbeddings; prompt
                            text with its suffixes); the text encoders are then optional
 Other
@@ -313,6 +320,8 @@ async function main(argv: string[]): Promise<number> {
         "ckpt-dir": { type: "string" },
         dtype: { type: "string", default: "bf16" },
         "stream-weights": { type: "boolean" },
+        "synthetic-weights": { type: "boolean" },
+        preset: { type: "string" },
         embeddings: { type: "string" },
         "dry-run": { type: "boolean" },
         "gpu-memory": { type: "string" },
@@ -390,7 +399,13 @@ async function main(argv: string[]): Promise<number> {
         throw new UsageError(`--image ${values.image} does not exist`);
       }
     }
-    if (!values["ckpt-dir"]) {
+    const synthetic = values["synthetic-weights"] === true;
+    if (values.preset !== undefined && !(synthetic && !values["ckpt-dir"])) {
+      throw new UsageError(
+        `--preset only picks the MMDiT of --synthetic-weights without --ckpt-dir`,
+      );
+    }
+    if (!values["ckpt-dir"] && !synthetic) {
       try {
         await Deno.stat(join(DEFAULT_MODEL_DIR, "kino.json"));
       } catch {
@@ -401,7 +416,21 @@ async function main(argv: string[]): Promise<number> {
         );
       }
     }
-    const info = await inspectBundle(ckpt, { textEncoders: !values.embeddings });
+    let info: BundleInfo;
+    if (synthetic && !values["ckpt-dir"]) {
+      let dit;
+      try {
+        dit = mmditPreset(values.preset ?? "hcae");
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      info = { dir: "(synthetic)", manifest: RELEASE_LAYOUT, dit, ae: dcAePreset("f32t4c128") };
+    } else {
+      info = await inspectBundle(ckpt, {
+        textEncoders: !values.embeddings && !synthetic,
+        weights: !synthetic,
+      });
+    }
     let s: ResolvedSettings;
     try {
       s = resolveSettings(
@@ -434,11 +463,23 @@ async function main(argv: string[]): Promise<number> {
     }
     const t0 = performance.now();
     await init();
-    const bundle = await loadBundle(ckpt, {
-      dtype: currentDtype,
-      streamWeights: values["stream-weights"],
-      embeddings: values.embeddings,
-    });
+    if (synthetic) {
+      console.error(
+        "note: --synthetic-weights: seeded random weights, not a trained model; the video is " +
+          "noise (this run measures time and memory)",
+      );
+    }
+    const bundle = synthetic
+      ? await syntheticBundle(info, {
+        seed: s.seed,
+        dtype: currentDtype,
+        tokenizers: DEFAULT_MODEL_DIR,
+      })
+      : await loadBundle(ckpt, {
+        dtype: currentDtype,
+        streamWeights: values["stream-weights"],
+        embeddings: values.embeddings,
+      });
     const loadS = (performance.now() - t0) / 1000;
     let bar: ProgressBar | null = null;
     const results = await generate(
@@ -481,8 +522,14 @@ async function main(argv: string[]): Promise<number> {
         oscillation: { text: s.textOsci, image: s.imageOsci, temporal: s.scaleTemporalOsci },
         motion_score: s.motionScore,
         schedule: s.schedule,
-        ckpt_dir: ckpt,
-        model: { mmdit: info.dit, dc_ae: info.ae.name, weights: info.manifest.name ?? null },
+        ckpt_dir: synthetic && !values["ckpt-dir"] ? null : ckpt,
+        synthetic_weights: synthetic,
+        model: {
+          mmdit: info.dit,
+          dc_ae: info.ae.name,
+          weights: synthetic ? `synthetic (seeded random, seed ${s.seed})` : info.manifest.name ??
+            null,
+        },
         dtype: currentDtype,
         files: written,
         load_seconds: loadS,
@@ -491,7 +538,11 @@ async function main(argv: string[]): Promise<number> {
       const tmp = `${sidecar}.tmp-${Deno.pid}`;
       await Deno.writeTextFile(tmp, JSON.stringify(meta, null, 2) + "\n");
       await Deno.rename(tmp, sidecar);
-      console.log(`wrote ${out} (${v.t} frames ${v.height}x${v.width}) and ${sidecar}`);
+      console.log(
+        `wrote ${out} (${v.t} frames ${v.height}x${v.width}${
+          synthetic ? ", synthetic weights: noise" : ""
+        }) and ${sidecar}`,
+      );
     }
     console.log(`done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     bundle.dispose();

@@ -31,6 +31,10 @@ import { type MMDiTConfig, mmditFromReferenceConfig, mmditPreset } from "./mmdit
 import { DcAe } from "./dc_ae/model.ts";
 import { type DcAeConfig, dcAePreset, fromReferenceConfig } from "./dc_ae/config.ts";
 import { TextConditioner } from "./text/conditioner.ts";
+import { T5_V1_1_XXL, t5ConfigFromHf, T5EncoderModel } from "./text/t5.ts";
+import { CLIP_VIT_L14_TEXT, clipTextConfigFromHf, CLIPTextModel } from "./text/clip.ts";
+import { TextTokenizer } from "./text/tokenizer.ts";
+import { readHfConfig } from "./text/hf.ts";
 import { WeightStreamer } from "./streaming.ts";
 import { type Chunks, modelSizes, planMemory } from "./plan.ts";
 import { runtime } from "../engine/runtime.ts";
@@ -182,7 +186,7 @@ async function exists(p: string): Promise<boolean> {
 /** Reads a bundle's manifest (`kino.json`, or the release layout) and checks its files exist. */
 export async function inspectBundle(
   dir: string,
-  options: { textEncoders?: boolean } = {},
+  options: { textEncoders?: boolean; weights?: boolean } = {},
 ): Promise<BundleInfo> {
   if (!(await exists(dir))) {
     throw new BundleError(
@@ -202,7 +206,8 @@ export async function inspectBundle(
     }
   }
   const missing: string[] = [];
-  const needed = [manifest.mmdit.weights, manifest.dc_ae.weights];
+  // weights: false (synthetic weights) needs only the manifest's configurations
+  const needed = options.weights ?? true ? [manifest.mmdit.weights, manifest.dc_ae.weights] : [];
   if (options.textEncoders ?? true) needed.push(manifest.t5, manifest.clip);
   for (const p of needed) {
     if (!(await exists(join(dir, p)))) missing.push(p);
@@ -247,6 +252,8 @@ export interface Bundle extends BundleInfo {
   text: TextConditioner;
   /** Whether the MMDiT streams its weights block by block from host memory. */
   streamed: boolean;
+  /** True for seeded random weights ({@linkcode syntheticBundle}): outputs are noise. */
+  synthetic?: boolean;
   /** Frees the weights of every model. */
   dispose(): void;
 }
@@ -291,6 +298,89 @@ export async function loadBundle(dir: string, options: LoadOptions = {}): Promis
     dcAe,
     text,
     streamed: !!options.streamWeights,
+    dispose() {
+      mmdit.params.dispose();
+      dcAe.params.dispose();
+      text.dispose();
+    },
+  };
+}
+
+/** Options of {@linkcode syntheticBundle}. */
+export interface SyntheticOptions {
+  /** Seed of the weights; default 0. */
+  seed?: number;
+  /** Storage of weight matrices; default bf16 (as released). */
+  dtype?: DType;
+  /**
+   * A folder holding `t5/` and `clip/` tokenizer folders for a bundle that has none (the release
+   * layout without its files): the shipped default model's small word vocabulary serves, since
+   * every id it gives is a valid id of the real vocabularies.
+   */
+  tokenizers?: string;
+}
+
+/**
+ * A bundle of the given architecture with seeded random weights made on the GPU instead of read
+ * from files (`--synthetic-weights`): the MMDiT streamed group by group
+ * ({@linkcode WeightStreamer.synthetic}), the DC-AE and the text encoders (T5-XXL and CLIP-L for
+ * the release layout, the bundle's `t5/` and `clip/` configs otherwise) made resident, the token
+ * tables in host memory. For measuring the full-size pipeline's time and memory on any GPU: its
+ * videos are noise, and `synthetic` marks the bundle so that outputs say so.
+ */
+export async function syntheticBundle(
+  info: BundleInfo,
+  options: SyntheticOptions = {},
+): Promise<Bundle> {
+  const seed = options.seed ?? 0;
+  const storage = options.dtype ?? "bf16";
+  const mmdit = new MMDiT(info.dit, { storage });
+  WeightStreamer.synthetic(mmdit.params, seed).attach(mmdit);
+  const dcAe = new DcAe(info.ae, { storage });
+  for (const p of dcAe.params.list()) dcAe.params.synthesize(p.name, seed + 1);
+  const m = info.manifest;
+  const release = m === RELEASE_LAYOUT;
+  const own = async (sub: string) =>
+    await exists(join(info.dir, sub, "tokenizer.json")) ||
+    await exists(join(info.dir, sub, "spiece.model"));
+  const tokDir = async (sub: string, kind: "t5" | "clip") => {
+    if (await own(sub)) return join(info.dir, sub);
+    if (!options.tokenizers) {
+      throw new BundleError(
+        `synthetic weights: ${join(info.dir, sub)} has no tokenizer; pass the tokenizers option ` +
+          `(a folder with t5/ and clip/ tokenizer folders, e.g. the default model's)`,
+      );
+    }
+    return join(options.tokenizers, kind);
+  };
+  const t5Dir = await tokDir(m.t5, "t5"), clipDir = await tokDir(m.clip, "clip");
+  const textStorage = storage === "f32" ? "f32" : "bf16";
+  const t5 = new T5EncoderModel(
+    release ? T5_V1_1_XXL : t5ConfigFromHf(await readHfConfig(join(info.dir, m.t5))),
+    { storage: textStorage },
+  );
+  const clip = new CLIPTextModel(
+    release ? CLIP_VIT_L14_TEXT : clipTextConfigFromHf(await readHfConfig(join(info.dir, m.clip))),
+    { storage: textStorage },
+  );
+  for (const p of t5.params.list()) t5.params.synthesize(p.name, seed + 2);
+  for (const p of clip.params.list()) clip.params.synthesize(p.name, seed + 3);
+  t5.shared.initialize(seed + 4);
+  clip.tokenEmbedding.initialize(seed + 5);
+  const t5Tokenizer = await TextTokenizer.fromFolder(t5Dir, "t5", {
+    maxLength: m.t5_max_length ?? (release ? 512 : undefined),
+  });
+  const clipTokenizer = await TextTokenizer.fromFolder(clipDir, "clip", {
+    maxLength: Math.min(m.clip_max_length ?? clip.config.maxPositions, clip.config.maxPositions),
+  });
+  const text = new TextConditioner({ t5, t5Tokenizer, clip, clipTokenizer });
+  return {
+    ...info,
+    mmdit,
+    dcAe,
+    text,
+    streamed: true,
+    synthetic: true,
     dispose() {
       mmdit.params.dispose();
       dcAe.params.dispose();

@@ -322,3 +322,40 @@ async function dryRunCases(none: string): Promise<void> {
     u.out,
   );
 }
+
+Deno.test({
+  name:
+    "infer --synthetic-weights: the bundle's architecture with random weights, labelled as such",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "kino-synthetic-" });
+    try {
+      const out = join(dir, "noise.mp4");
+      const ckpt = new URL("../../weights/default/", import.meta.url).pathname;
+      const r = await infer([
+        "--synthetic-weights",
+        "--ckpt-dir",
+        ckpt,
+        "--prompt",
+        "a red circle moving right",
+        "--steps",
+        "1",
+        "--output",
+        out,
+      ]);
+      expect(r.code === 0, `exit ${r.code}`, r.out);
+      expect(/synthetic weights: noise/.test(r.out), "the run says its video is noise", r.out);
+      const meta = JSON.parse(await Deno.readTextFile(`${out}.json`));
+      expect(meta.synthetic_weights === true, "sidecar synthetic_weights", JSON.stringify(meta));
+      expect(/^synthetic \(seeded random/.test(meta.model.weights), "sidecar weights label");
+      // --preset belongs to synthetic runs without --ckpt-dir
+      const bad = await infer(["--prompt", "x", "--preset", "hcae", "--ckpt-dir", ckpt]);
+      expect(bad.code === 2 && /--preset only picks/.test(bad.out), "bad --preset", bad.out);
+      const unknown = await infer(["--synthetic-weights", "--prompt", "x", "--preset", "nope"]);
+      expect(unknown.code === 2 && /nope/.test(unknown.out), "unknown preset", unknown.out);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
