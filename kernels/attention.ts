@@ -22,6 +22,12 @@
  * - backward dK/dV (per key row): over queries `p` as above, `dv += p·dO`,
  *   `ds = p·(dO·v − Δ)`, `dk += ds·q`; `dk·scale`.
  *
+ * Tensors over the storage-binding limit: the op dispatches groups of heads, or, when one head
+ * does not fit, blocks of its rows times ranges of the streamed rows (parameter words 6-9); over
+ * the later ranges the `accumulate` variants run: the forward merges a key range into the output
+ * and log-sum-exp of the earlier ones (weights `exp(lse_part − lse_new)`), the backward kernels
+ * add their dQ or dK/dV to the earlier ranges'.
+ *
  * What is compiled in: the head dim D (one of {@linkcode ATTN_HEAD_DIMS}) and the tile (a
  * function of D, see {@linkcode attnTile}); sizes, strides and the scale are parameters, so any L
  * runs on the same pipelines.
@@ -85,18 +91,32 @@ const NEG_BIG = "-1.0e30";
 
 /**
  * Parameter words shared by the kernels:
- * 0 H, 1 Lq, 2 Lk, 3 row blocks per (b, h), 4 total workgroups, 5 scale (f32),
- * then per tensor (offset, stride b, stride h, stride l) in vec4 units (scalars for lse/Δ).
+ * 0 H, 1 Lq, 2 Lk, 3 row blocks per (b, h) in this dispatch, 4 workgroups of this dispatch,
+ * 5 scale (f32), 6 first (b, h) and 7 first row block of this dispatch, 8 first and 9 end of the
+ * streamed rows (keys, or queries for dK/dV) this dispatch covers (10, 11 unused), then per
+ * tensor (offset, stride b, stride h, stride l) in vec4 units (scalars for lse/Δ).
+ *
+ * One dispatch normally covers everything (all heads and rows, streamed rows `[0, L)`). An op
+ * whose tensors do not fit one storage binding dispatches ranges of heads, or of row blocks and
+ * streamed rows of one head, binding windows: offsets are then relative to the windows and may
+ * wrap below zero (u32); only the addresses a dispatch touches are in range. The dispatches over
+ * the later streamed rows of a head use the `accumulate` variant of each kernel, which merges
+ * into the outputs of the earlier ones (compiled separately: reading the outputs back would
+ * double the memory accesses llvmpipe compiles, ~2.5x the compile time of the plain kernels).
  */
 const HEADER = `let H = pu(0u); let Lq = pu(1u); let Lk = pu(2u); let nrb = pu(3u);
   let g = wg.y * nwg.x + wg.x;
   if (g >= pu(4u)) { return; }
-  let bh = g / nrb; let rb = g % nrb;
-  let b = bh / H; let h = bh % H;`;
+  let bh = pu(6u) + g / nrb; let rb = pu(7u) + g % nrb;
+  let b = bh / H; let h = bh % H;
+  let s0 = pu(8u); let s1 = pu(9u);`;
 
-/** Base address of tensor slot `i` (words 6 + 4i ..) for (b, h). */
+/** First word of the tensor slots (after the header). */
+const SLOTS = 12;
+
+/** Base address of tensor slot `i` (words SLOTS + 4i ..) for (b, h). */
 function base(name: string, i: number): string {
-  const w = 6 + 4 * i;
+  const w = SLOTS + 4 * i;
   return `let ${name}b = pu(${w}u) + b * pu(${w + 1}u) + h * pu(${w + 2}u); let ${name}l = pu(${
     w + 3
   }u);`;
@@ -107,9 +127,11 @@ const fwdCache = new Map<string, KernelSpec>();
 /**
  * Forward kernel. Bindings: q, k, v → out (dense `[B, H, Lq, D]`), lse (dense `[B, H, Lq]`).
  * Parameter words: header, then slots q, k, v, out (4 words each, vec4 units) and lse offset.
+ * `accumulate`: merge the keys `[s0, s1)` into the out and lse of the keys before (weights
+ * `exp(lse_part − lse_new)` of both parts).
  */
-export function attnFwdKernel(d: number, tile: AttnTile): KernelSpec {
-  const key = `${d}/${tile.r}/${tile.t}`;
+export function attnFwdKernel(d: number, tile: AttnTile, accumulate = false): KernelSpec {
+  const key = `${d}/${tile.r}/${tile.t}/${accumulate}`;
   let k = fwdCache.get(key);
   if (k) return k;
   const { r: R, t: T } = tile;
@@ -120,14 +142,14 @@ export function attnFwdKernel(d: number, tile: AttnTile): KernelSpec {
     const L: string[] = [];
     for (let t = 0; t < n; t++) {
       // keys past the end (last tile) load the last key and get a score of -1e30 (p = 0)
-      L.push(`    { let j = ${j0} + ${t}u; let ka = kb + min(j, Lk - 1u) * kl;`);
+      L.push(`    { let j = ${j0} + ${t}u; let ka = kb + min(j, s1 - 1u) * kl;`);
       L.push(rep(C, (c) => `      let k${c} = K[ka + ${c}u];`));
       for (let r = 0; r < R; r++) {
         const s = `sv${r}.x + sv${r}.y + sv${r}.z + sv${r}.w`;
         L.push(
           `      let sv${r} = ${rep(C, (c) => `q${r}_${c} * k${c}`, " + ")};`,
           n > 1
-            ? `      s${r}_${t} = select(${NEG_BIG}, ${s}, j < Lk);`
+            ? `      s${r}_${t} = select(${NEG_BIG}, ${s}, j < s1);`
             : `      s${r}_${t} = ${s};`,
         );
       }
@@ -146,14 +168,14 @@ export function attnFwdKernel(d: number, tile: AttnTile): KernelSpec {
       );
     }
     for (let t = 0; t < n; t++) {
-      L.push(`    { let va = vb + min(${j0} + ${t}u, Lk - 1u) * vl;`);
+      L.push(`    { let va = vb + min(${j0} + ${t}u, s1 - 1u) * vl;`);
       L.push(rep(C, (c) => `      let v${c} = V[va + ${c}u];`));
       for (let r = 0; r < R; r++) L.push(rep(C, (c) => `      a${r}_${c} += s${r}_${t} * v${c};`));
       L.push(`    }`);
     }
     return L.join("\n");
   };
-  const code = paramsWGSL(32) + `
+  const code = paramsWGSL(SLOTS + 20) + `
 @group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> K: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> V: array<vec4<f32>>;
@@ -168,7 +190,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   ${base("k", 1)}
   ${base("v", 2)}
   ${base("o", 3)}
-  let lseb = pu(22u) + bh * Lq;
+  let lseb = pu(${SLOTS + 16}u) + bh * Lq;
   let qs = pf(5u) * ${LOG2E};
   let rowb = rb * ${rows}u + lid;
 ${
@@ -179,20 +201,29 @@ ${rep(C, (c) => `  let q${r}_${c} = Q[qa${r} + ${c}u] * qs;`)}
 ${rep(C, (c) => `  var a${r}_${c} = vec4<f32>(0.0);`)}`)
   }
 ${rep(R, (r) => rep(T, (t) => `  var s${r}_${t}: f32;`))}
-  for (var j0 = 0u; j0 < Lk; j0 += ${T}u) {
+  for (var j0 = s0; j0 < s1; j0 += ${T}u) {
 ${step(T, "j0")}
   }
 ${
     rep(R, (r) =>
       `  { let row = rowb + ${r * ATTN_WG}u;
     if (row < Lq) {
-      let inv = 1.0 / l${r}; let oa = ob + row * ol;
-${rep(C, (c) => `      O[oa + ${c}u] = a${r}_${c} * inv;`)}
-      LSE[lseb + row] = (m${r} + log2(l${r})) * ${LN2};
+      let inv = 1.0 / l${r}; let oa = ob + row * ol; let ls = (m${r} + log2(l${r})) * ${LN2};
+${
+        accumulate
+          ? `      let lo = LSE[lseb + row]; let mx = max(lo, ls);
+      let wo = exp(lo - mx); let wn = exp(ls - mx); let si = 1.0 / (wo + wn);
+      let fo = wo * si; let fw = wn * si * inv;
+${rep(C, (c) => `      O[oa + ${c}u] = O[oa + ${c}u] * fo + a${r}_${c} * fw;`)}
+      LSE[lseb + row] = mx + log(wo + wn);`
+          : `${rep(C, (c) => `      O[oa + ${c}u] = a${r}_${c} * inv;`)}
+      LSE[lseb + row] = ls;`
+      }
     } }`)
   }
 }`;
-  k = { name: `attention_fwd_d${d}_r${R}_t${T}`, code, inputs: 3, outputs: 2 };
+  const name = `attention_fwd${accumulate ? "_acc" : ""}_d${d}_r${R}_t${T}`;
+  k = { name, code, inputs: 3, outputs: 2 };
   fwdCache.set(key, k);
   return k;
 }
@@ -202,16 +233,17 @@ const dqCache = new Map<string, KernelSpec>();
 /**
  * Backward kernel for dQ (and Δ = rowsum(dO ∘ O)). Bindings: q, k, v, out, dOut, lse → dq
  * (dense `[B, H, Lq, D]`), Δ (dense `[B, H, Lq]`). Parameter words: header, slots q, k, v, out,
- * dOut, dq (vec4 units), then the lse and Δ offsets (elements).
+ * dOut, dq (vec4 units), then the lse and Δ offsets (elements). `accumulate`: add dQ of the keys
+ * `[s0, s1)` to the dq of the keys before.
  */
-export function attnBwdQKernel(d: number, tile: AttnTile): KernelSpec {
-  const key = `${d}/${tile.r}/${tile.t}`;
+export function attnBwdQKernel(d: number, tile: AttnTile, accumulate = false): KernelSpec {
+  const key = `${d}/${tile.r}/${tile.t}/${accumulate}`;
   let k = dqCache.get(key);
   if (k) return k;
   const { r: R, t: T } = tile;
   const C = d / 4;
   const hsum = (v: string) => `${v}.x + ${v}.y + ${v}.z + ${v}.w`;
-  const code = paramsWGSL(32) + `
+  const code = paramsWGSL(SLOTS + 28) + `
 @group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> K: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> V: array<vec4<f32>>;
@@ -231,7 +263,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   ${base("o", 3)}
   ${base("g", 4)}
   ${base("d", 5)}
-  let lseb = pu(30u) + bh * Lq; let delb = pu(31u) + bh * Lq;
+  let lseb = pu(${SLOTS + 24}u) + bh * Lq; let delb = pu(${SLOTS + 25}u) + bh * Lq;
   let qs = pf(5u) * ${LOG2E};
   let rowb = rb * ${ATTN_WG * R}u + lid;
 ${
@@ -244,10 +276,10 @@ ${rep(C, (c) => `  let q${r}_${c} = Q[qa${r} + ${c}u] * qs; let g${r}_${c} = G[g
   let ls${r} = LSE[lseb + row${r}] * ${LOG2E};
 ${rep(C, (c) => `  var a${r}_${c} = vec4<f32>(0.0);`)}`)
   }
-  for (var j0 = 0u; j0 < Lk; j0 += ${T}u) {
+  for (var j0 = s0; j0 < s1; j0 += ${T}u) {
 ${
     rep(T, (t) =>
-      `    let j${t} = min(j0 + ${t}u, Lk - 1u);
+      `    let j${t} = min(j0 + ${t}u, s1 - 1u);
     let ka${t} = kb + j${t} * kl; let va${t} = vb + j${t} * vl;
 ${rep(C, (c) => `    let k${t}_${c} = K[ka${t} + ${c}u]; let v${t}_${c} = V[va${t} + ${c}u];`)}`)
   }
@@ -260,7 +292,7 @@ ${
       let pv${t} = ${rep(C, (c) => `g${r}_${c} * v${t}_${c}`, " + ")};
       let p${t} = ${
             T > 1
-              ? `select(0.0, exp2(${hsum(`sv${t}`)} - ls${r}), j0 + ${t}u < Lk)`
+              ? `select(0.0, exp2(${hsum(`sv${t}`)} - ls${r}), j0 + ${t}u < s1)`
               : `exp2(${hsum(`sv${t}`)} - ls${r})`
           };
       let ds${t} = p${t} * (${hsum(`pv${t}`)} - de${r});`)
@@ -275,12 +307,13 @@ ${
       `  { let row = rowb + ${r * ATTN_WG}u;
     if (row < Lq) {
       let da = db + row * dl;
-${rep(C, (c) => `      DQ[da + ${c}u] = a${r}_${c} * sc;`)}
+${rep(C, (c) => `      DQ[da + ${c}u] ${accumulate ? "+=" : "="} a${r}_${c} * sc;`)}
       DEL[delb + row] = de${r};
     } }`)
   }
 }`;
-  k = { name: `attention_bwd_dq_d${d}_r${R}_t${T}`, code, inputs: 6, outputs: 2 };
+  const name = `attention_bwd_dq${accumulate ? "_acc" : ""}_d${d}_r${R}_t${T}`;
+  k = { name, code, inputs: 6, outputs: 2 };
   dqCache.set(key, k);
   return k;
 }
@@ -290,16 +323,17 @@ const dkvCache = new Map<string, KernelSpec>();
 /**
  * Backward kernel for dK and dV. Bindings: q, k, v, dOut, lse, Δ → dk, dv (dense
  * `[B, H, Lk, D]`). Row blocks run over keys. Parameter words: header, slots q, k, v, dOut,
- * dk, dv (vec4 units), then the lse and Δ offsets (elements).
+ * dk, dv (vec4 units), then the lse and Δ offsets (elements). `accumulate`: add dK/dV of the
+ * queries `[s0, s1)` to those of the queries before.
  */
-export function attnBwdKVKernel(d: number, tile: AttnTile): KernelSpec {
-  const key = `${d}/${tile.r}/${tile.t}`;
+export function attnBwdKVKernel(d: number, tile: AttnTile, accumulate = false): KernelSpec {
+  const key = `${d}/${tile.r}/${tile.t}/${accumulate}`;
   let k = dkvCache.get(key);
   if (k) return k;
   const { r: R, t: T } = tile;
   const C = d / 4;
   const hsum = (v: string) => `${v}.x + ${v}.y + ${v}.z + ${v}.w`;
-  const code = paramsWGSL(32) + `
+  const code = paramsWGSL(SLOTS + 28) + `
 @group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> K: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> V: array<vec4<f32>>;
@@ -319,7 +353,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   ${base("g", 3)}
   ${base("x", 4)}
   ${base("y", 5)}
-  let lseb = pu(30u) + bh * Lq; let delb = pu(31u) + bh * Lq;
+  let lseb = pu(${SLOTS + 24}u) + bh * Lq; let delb = pu(${SLOTS + 25}u) + bh * Lq;
   let ks = pf(5u) * ${LOG2E};
   let rowb = rb * ${ATTN_WG * R}u + lid;
 ${
@@ -329,10 +363,10 @@ ${
 ${rep(C, (c) => `  let k${r}_${c} = K[ka${r} + ${c}u] * ks; let v${r}_${c} = V[va${r} + ${c}u];`)}
 ${rep(C, (c) => `  var dk${r}_${c} = vec4<f32>(0.0); var dv${r}_${c} = vec4<f32>(0.0);`)}`)
   }
-  for (var i0 = 0u; i0 < Lq; i0 += ${T}u) {
+  for (var i0 = s0; i0 < s1; i0 += ${T}u) {
 ${
     rep(T, (t) =>
-      `    let i${t} = min(i0 + ${t}u, Lq - 1u);
+      `    let i${t} = min(i0 + ${t}u, s1 - 1u);
     let qa${t} = qb + i${t} * ql; let ga${t} = gb + i${t} * gl;
     let ls${t} = LSE[lseb + i${t}] * ${LOG2E}; let de${t} = DEL[delb + i${t}];
 ${rep(C, (c) => `    let q${t}_${c} = Q[qa${t} + ${c}u]; let g${t}_${c} = G[ga${t} + ${c}u];`)}`)
@@ -346,7 +380,7 @@ ${
       let pv${t} = ${rep(C, (c) => `g${t}_${c} * v${r}_${c}`, " + ")};
       let p${t} = ${
             T > 1
-              ? `select(0.0, exp2(${hsum(`sv${t}`)} - ls${t}), i0 + ${t}u < Lq)`
+              ? `select(0.0, exp2(${hsum(`sv${t}`)} - ls${t}), i0 + ${t}u < s1)`
               : `exp2(${hsum(`sv${t}`)} - ls${t})`
           };
       let ds${t} = p${t} * (${hsum(`pv${t}`)} - de${t});`)
@@ -366,11 +400,17 @@ ${
       `  { let row = rowb + ${r * ATTN_WG}u;
     if (row < Lk) {
       let xa = xb + row * xl; let ya = yb + row * yl;
-${rep(C, (c) => `      DK[xa + ${c}u] = dk${r}_${c} * sc; DV[ya + ${c}u] = dv${r}_${c};`)}
+${
+        rep(C, (c) => {
+          const op = accumulate ? "+=" : "=";
+          return `      DK[xa + ${c}u] ${op} dk${r}_${c} * sc; DV[ya + ${c}u] ${op} dv${r}_${c};`;
+        })
+      }
     } }`)
   }
 }`;
-  k = { name: `attention_bwd_dkv_d${d}_r${R}_t${T}`, code, inputs: 6, outputs: 2 };
+  const name = `attention_bwd_dkv${accumulate ? "_acc" : ""}_d${d}_r${R}_t${T}`;
+  k = { name, code, inputs: 6, outputs: 2 };
   dkvCache.set(key, k);
   return k;
 }
@@ -382,12 +422,14 @@ let rope: KernelSpec | null = null;
  * Mode bit 0: interleaved (Flux, pairs (2j, 2j+1), `pe` 2×2 matrices `[Bt, 1, L, D/2, 2, 2]`);
  * else rotate-half (pairs (j, j + D/2), `cos`/`sin` `[Bt, L, D]`). Mode bit 1: apply the
  * transposed matrices (the backward). Bindings: x, table 1 (cos or pe), table 2 (sin or pe) → y.
- * Parameter words: pairs, H, L, D/2, mode, x offset, x strides (b, h, l, d), table 1 offset,
- * strides (b, l), table 2 offset, strides (b, l).
+ * Parameter words: pairs of this dispatch, H, L, D/2, mode, x offset, x strides (b, h, l, d),
+ * table 1 offset, strides (b, l), table 2 offset, strides (b, l), first row (b, h, l) of this
+ * dispatch, y offset. An op whose tensors do not fit one storage binding dispatches a range of rows
+ * at a time with windowed bindings; offsets are then relative to the windows (u32, may wrap).
  */
 export function ropeKernel(): KernelSpec {
   if (rope) return rope;
-  const code = paramsWGSL(16) + `
+  const code = paramsWGSL(20) + `
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> T1: array<f32>;
 @group(0) @binding(3) var<storage, read> T2: array<f32>;
@@ -399,7 +441,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   let p = (wg.y * nwg.x + wg.x) * 64u + lid;
   if (p >= pu(0u)) { return; }
   let H = pu(1u); let L = pu(2u); let half = pu(3u); let mode = pu(4u);
-  let j = p % half; let row = p / half; let l = row % L; let bh = row / L;
+  let j = p % half; let row = pu(16u) + p / half; let l = row % L; let bh = row / L;
   let h = bh % H; let b = bh / H;
   let inter = (mode & 1u) != 0u;
   let ia = select(j, 2u * j, inter);
@@ -417,7 +459,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     m = vec4<f32>(T1[t1 + j], -T2[t2 + j], T2[t2 + j + half], T1[t1 + j + half]);
   }
   if ((mode & 2u) != 0u) { m = m.xzyw; }
-  let ob = row * 2u * half;
+  let ob = pu(17u) + row * 2u * half;
   Y[ob + ia] = m.x * xa + m.y * xo;
   Y[ob + ib] = m.z * xa + m.w * xo;
 }`;

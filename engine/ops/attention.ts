@@ -17,10 +17,16 @@
  * attention is
  * `attention(ropeHalf(rmsNorm(q, qs), cos, sin), ropeHalf(rmsNorm(k, ks), cos, sin), v)`.
  *
+ * Tensors larger than one storage binding (`engine/window.ts`) run in several dispatches that
+ * each bind only their windows: groups of heads, or, for a head over the limit, ranges of its
+ * rows (RoPE) or blocks of its rows times ranges of the other side's rows (attention).
+ *
  * @module
  */
+import { DTYPE_BYTES } from "../dtype.ts";
 import { apply, apply1, fromData } from "../graph.ts";
-import { gridFor } from "../kernel.ts";
+import { gridFor, type KernelSpec } from "../kernel.ts";
+import type { Runtime } from "../runtime.ts";
 import { fmtShape } from "../shape.ts";
 import {
   checkAlive,
@@ -36,9 +42,11 @@ import {
   attnBwdKVKernel,
   attnBwdQKernel,
   attnFwdKernel,
+  type AttnTile,
   attnTile,
   ropeKernel,
 } from "../../kernels/attention.ts";
+import { chunks, fitsBinding, rangeFits, spanOf, type Window, windowOf } from "../window.ts";
 import { copy } from "./elementwise.ts";
 import { pad, slice } from "./movement.ts";
 
@@ -64,15 +72,172 @@ function f32Word(x: number): number {
   return new Uint32Array(new Float32Array([x]).buffer)[0]!;
 }
 
-/** `[offset, stride b, stride h, stride l]` in vec4 units (size-1 axes get stride 0). */
-function slot(v: TensorView): number[] {
-  return [v.offset / 4, ...[0, 1, 2].map((i) => (v.shape[i] === 1 ? 0 : v.strides[i]! / 4))];
+/**
+ * One tensor bound by an attention kernel, in binding order: `[B, H, L, D]` (vec4 slot words
+ * `[offset, stride b, stride h, stride l]`) or `[B, H, L]` (lse / Δ: one offset word).
+ */
+interface AttnOperand {
+  /** Name in error messages (`q`, `dk`, ...). */
+  name: string;
+  view: TensorView;
+  /**
+   * `true`: indexed by the rows the workgroups own (query rows, or key rows for dK/dV); `false`:
+   * by the streamed rows (keys, or queries for dK/dV).
+   */
+  rows: boolean;
 }
 
-function header(a: AttnAttrs, rows: number, r: number): { words: number[]; groups: number } {
-  const nrb = Math.ceil(rows / (ATTN_WG * r));
-  const groups = a.B * a.H * nrb;
-  return { words: [a.H, a.Lq, a.Lk, nrb, groups, f32Word(a.scale)], groups };
+/**
+ * What one dispatch of an op over `B·H` heads covers: heads `[bh0, bh1)`, rows `[r0, r1)` of each
+ * and, for attention, streamed rows `[s0, s1)` (all of both when it covers several heads).
+ */
+interface HeadPiece {
+  bh0: number;
+  bh1: number;
+  r0: number;
+  r1: number;
+  s0: number;
+  s1: number;
+}
+
+/**
+ * Cuts `BH` heads of `L` rows (and `S` streamed rows) into dispatches whose windows `fits`: as
+ * many whole heads as fit per dispatch; when not even one head fits, every head is cut into
+ * ranges of whole blocks of `block` rows times ranges of whole steps of `step` streamed rows, in
+ * order (each streamed range after the first accumulates). A piece with an empty range of rows or
+ * of streamed rows must fit when the operands indexed by the other range fit. Every head spans
+ * the same lengths, so what fits for head 0 fits for all. `unit` throws the op's error when the
+ * smallest piece (one block and one step of head 0) does not fit.
+ */
+function headPieces(
+  BH: number,
+  [L, S]: [number, number],
+  [block, step]: [number, number],
+  fits: (p: HeadPiece) => boolean,
+  unit: (p: HeadPiece) => void,
+  what: string,
+): HeadPiece[] {
+  const piece = (bh0: number, bh1: number, r0: number, r1: number, s0: number, s1: number) => ({
+    bh0,
+    bh1,
+    r0,
+    r1,
+    s0,
+    s1,
+  });
+  const heads = (a: number, b: number) => piece(a, b, 0, L, 0, S);
+  if (fits(heads(0, 1))) {
+    return chunks(BH, (a, b) => fits(heads(a, b)), what).map(([a, b]) => heads(a, b));
+  }
+  unit(piece(0, 1, 0, Math.min(block, L), 0, Math.min(step, S)));
+  const rows = chunks(L, (a, b) => fits(piece(0, 1, a, b, 0, 0)), what, block);
+  const stream: [number, number][] = S === 0
+    ? [[0, 0]]
+    : chunks(S, (a, b) => fits(piece(0, 1, 0, 0, a, b)), what, step);
+  const out: HeadPiece[] = [];
+  for (let bh = 0; bh < BH; bh++) {
+    for (const [r0, r1] of rows) {
+      for (const [s0, s1] of stream) out.push(piece(bh, bh + 1, r0, r1, s0, s1));
+    }
+  }
+  return out;
+}
+
+/** Element range `[lo, hi)` of `o`'s buffer that a piece touches (empty: `[offset, offset)`). */
+function attnSpan(o: AttnOperand, p: HeadPiece): [number, number] {
+  const v = o.view;
+  const L = v.shape[2]!;
+  const inner = v.shape[3] ?? 1;
+  const [r0, r1] = o.rows ? [p.r0, p.r1] : [p.s0, p.s1];
+  if (r1 === r0) return [v.offset, v.offset];
+  const [lo, hi] = spanOf(
+    v.shape,
+    v.strides,
+    (p.bh0 * L + r0) * inner,
+    ((p.bh1 - 1) * L + r1) * inner,
+  );
+  return [v.offset + lo, v.offset + hi];
+}
+
+/**
+ * Throws the RangeError of an op whose smallest piece cannot run: `what` (e.g. `one row of x`) of
+ * `v` spans elements `[lo, hi)`, over the binding limit.
+ */
+function checkFits(
+  rt: Runtime,
+  op: string,
+  what: string,
+  v: TensorView,
+  [lo, hi]: [number, number],
+): void {
+  if (rangeFits(rt, v.dtype, lo, hi)) return;
+  throw new RangeError(
+    `${op}: ${what} ${fmtShape(v.shape)} spans ${(hi - lo) * DTYPE_BYTES[v.dtype]} bytes, ` +
+      `over the storage-binding limit of ${rt.maxBinding} bytes`,
+  );
+}
+
+/**
+ * Encodes an attention kernel over `ops` (binding order; `[B, H, L, D]` ones get slot words
+ * first, then the `[B, H, L]` offsets). `rows` / `stream`: the lengths of the rows the workgroups
+ * own and of those they stream over; `r`, `t`: the kernel's tile. Every buffer fits one binding:
+ * one dispatch of everything, as without windows. Else {@linkcode headPieces}: groups of heads,
+ * or (row blocks × streamed ranges) of one head, the later streamed ranges accumulating into the
+ * outputs (`spec(true)`: the kernel's accumulate variant); a RangeError before anything is
+ * dispatched when one block and one step do not fit.
+ */
+function encodeAttn(
+  rt: Runtime,
+  spec: (accumulate: boolean) => KernelSpec,
+  op: string,
+  a: AttnAttrs,
+  [rows, stream]: [number, number],
+  { r, t }: AttnTile,
+  ops: AttnOperand[],
+): void {
+  const BH = a.B * a.H;
+  if (BH === 0 || rows === 0) return;
+  const block = ATTN_WG * r;
+  const what = `${op} (q ${fmtShape(ops[0]!.view.shape)})`;
+  const pieces = ops.every((o) => fitsBinding(rt, o.view.buffer))
+    ? [{ bh0: 0, bh1: BH, r0: 0, r1: rows, s0: 0, s1: stream }]
+    : headPieces(
+      BH,
+      [rows, stream],
+      [block, t],
+      (p) => ops.every((o) => rangeFits(rt, o.view.dtype, ...attnSpan(o, p))),
+      (p) =>
+        ops.forEach((o) =>
+          checkFits(
+            rt,
+            what,
+            o.rows ? `one block of ${block} rows of a head of ${o.name}` : `${t} rows of ${o.name}`,
+            o.view,
+            attnSpan(o, p),
+          )
+        ),
+      what,
+    );
+  const maxG = rt.info.limits.maxComputeWorkgroupsPerDimension;
+  for (const p of pieces) {
+    const ws: Window[] = ops.map((o) =>
+      windowOf(rt, o.view.buffer, o.view.dtype, ...attnSpan(o, p), `${op} ${o.name}`)
+    );
+    const nrb = Math.ceil((p.r1 - p.r0) / block);
+    const groups = (p.bh1 - p.bh0) * nrb;
+    const words = [a.H, a.Lq, a.Lk, nrb, groups, f32Word(a.scale), p.bh0, p.r0 / block];
+    words.push(p.s0, p.s1, 0, 0);
+    ops.forEach((o, i) => {
+      const v = o.view;
+      if (v.shape.length !== 4) return;
+      const st = [0, 1, 2].map((d) => (v.shape[d] === 1 ? 0 : v.strides[d]! / 4));
+      words.push(((v.offset - ws[i]!.shift) / 4) >>> 0, ...st);
+    });
+    ops.forEach((o, i) => {
+      if (o.view.shape.length !== 4) words.push((o.view.offset - ws[i]!.shift) >>> 0);
+    });
+    rt.dispatch(spec(p.s0 > 0), ws.map((w) => w.binding), words, gridFor(groups, 1, maxG));
+  }
 }
 
 const ATTN_BWD_Q: OpDef<AttnAttrs> = {
@@ -89,14 +254,23 @@ const ATTN_BWD_Q: OpDef<AttnAttrs> = {
     ];
     const [dq, del] = outputs as [TensorView, TensorView];
     const tile = attnTile(attrs.D, "dq", rt.info.isFallback);
-    const { words, groups } = header(attrs, attrs.Lq, tile.r);
-    words.push(...slot(q), ...slot(k), ...slot(v), ...slot(o), ...slot(g), ...slot(dq));
-    words.push(lse.offset, del.offset);
-    rt.dispatch(
-      attnBwdQKernel(attrs.D, tile),
-      [q.buffer, k.buffer, v.buffer, o.buffer, g.buffer, lse.buffer, dq.buffer, del.buffer],
-      words,
-      gridFor(groups, 1, rt.info.limits.maxComputeWorkgroupsPerDimension),
+    encodeAttn(
+      rt,
+      (acc) => attnBwdQKernel(attrs.D, tile, acc),
+      "attention backward dq",
+      attrs,
+      [attrs.Lq, attrs.Lk],
+      tile,
+      [
+        { name: "q", view: q, rows: true },
+        { name: "k", view: k, rows: false },
+        { name: "v", view: v, rows: false },
+        { name: "out", view: o, rows: true },
+        { name: "dOut", view: g, rows: true },
+        { name: "lse", view: lse, rows: true },
+        { name: "dq", view: dq, rows: true },
+        { name: "Δ", view: del, rows: true },
+      ],
     );
   },
 };
@@ -115,14 +289,23 @@ const ATTN_BWD_KV: OpDef<AttnAttrs> = {
     ];
     const [dk, dv] = outputs as [TensorView, TensorView];
     const tile = attnTile(attrs.D, "dkv", rt.info.isFallback);
-    const { words, groups } = header(attrs, attrs.Lk, tile.r);
-    words.push(...slot(q), ...slot(k), ...slot(v), ...slot(g), ...slot(dk), ...slot(dv));
-    words.push(lse.offset, del.offset);
-    rt.dispatch(
-      attnBwdKVKernel(attrs.D, tile),
-      [q.buffer, k.buffer, v.buffer, g.buffer, lse.buffer, del.buffer, dk.buffer, dv.buffer],
-      words,
-      gridFor(groups, 1, rt.info.limits.maxComputeWorkgroupsPerDimension),
+    encodeAttn(
+      rt,
+      (acc) => attnBwdKVKernel(attrs.D, tile, acc),
+      "attention backward dk/dv",
+      attrs,
+      [attrs.Lk, attrs.Lq],
+      tile,
+      [
+        { name: "q", view: q, rows: false },
+        { name: "k", view: k, rows: true },
+        { name: "v", view: v, rows: true },
+        { name: "dOut", view: g, rows: false },
+        { name: "lse", view: lse, rows: false },
+        { name: "Δ", view: del, rows: false },
+        { name: "dk", view: dk, rows: true },
+        { name: "dv", view: dv, rows: true },
+      ],
     );
   },
 };
@@ -134,13 +317,20 @@ const ATTN: OpDef<AttnAttrs> = {
     const [q, k, v] = inputs as [TensorView, TensorView, TensorView];
     const [o, lse] = outputs as [TensorView, TensorView];
     const tile = attnTile(attrs.D, "fwd", rt.info.isFallback);
-    const { words, groups } = header(attrs, attrs.Lq, tile.r);
-    words.push(...slot(q), ...slot(k), ...slot(v), ...slot(o), lse.offset);
-    rt.dispatch(
-      attnFwdKernel(attrs.D, tile),
-      [q.buffer, k.buffer, v.buffer, o.buffer, lse.buffer],
-      words,
-      gridFor(groups, 1, rt.info.limits.maxComputeWorkgroupsPerDimension),
+    encodeAttn(
+      rt,
+      (acc) => attnFwdKernel(attrs.D, tile, acc),
+      "attention",
+      attrs,
+      [attrs.Lq, attrs.Lk],
+      tile,
+      [
+        { name: "q", view: q, rows: true },
+        { name: "k", view: k, rows: false },
+        { name: "v", view: v, rows: false },
+        { name: "out", view: o, rows: true },
+        { name: "lse", view: lse, rows: true },
+      ],
     );
   },
   backward: attentionBackward,
@@ -202,7 +392,9 @@ function variantDim(d: number): number {
  * inputs may be strided views (e.g. heads split from `[B, L, H·D]` by reshape + permute are read
  * in place when the head dim is dense). Returns a dense `[B, H, Lq, D]`. Memory is linear in L:
  * besides the output only a `[B, H, Lq]` log-sum-exp is saved for the backward, which
- * recomputes the probabilities. Differentiable w.r.t. q, k and v.
+ * recomputes the probabilities. Differentiable w.r.t. q, k and v. Tensors larger than one
+ * storage binding run in several dispatches that each bind only their windows: groups of heads,
+ * or, for a head over the limit, blocks of its rows times ranges of the other side's rows.
  *
  * Head dims 16, 32, 64, 128 run directly; others are zero-padded to the next of those (the
  * default scale still uses the true D).
@@ -266,29 +458,68 @@ const ROPE: OpDef<RopeAttrs> = {
     const [x, t1, t2] = inputs as [TensorView, TensorView, TensorView];
     const out = outputs[0]!;
     const [B, H, L, D] = x.shape as [number, number, number, number];
-    const pairs = B * H * L * (D / 2);
-    if (pairs === 0) return;
+    const rows = B * H * L;
+    if (rows * D === 0) return;
     const st = (v: TensorView, i: number) => (v.shape[i] === 1 ? 0 : v.strides[i]!);
-    // tables: half → cos/sin [Bt, L, D]; interleaved → pe [Bt, 1, L, D/2, 2, 2] (sin unused)
+    // tables: half → cos/sin [Bt, L, D]; interleaved → pe [Bt, 1, L, D/2, 2, 2] (sin unused);
+    // as seen from x's rows: [B, H, L, w] (w elements per row) with strides (b, 0, l, 1)
+    const lAxis = attrs.interleaved ? 2 : 1;
+    const w = attrs.interleaved ? 2 * D : D;
     const tb = attrs.interleaved
       ? [t1.offset, st(t1, 0), st(t1, 2), t1.offset, 0, 0]
       : [t1.offset, st(t1, 0), st(t1, 1), t2.offset, st(t2, 0), st(t2, 1)];
-    const words = [
-      pairs,
-      H,
-      L,
-      D / 2,
-      (attrs.interleaved ? 1 : 0) | (attrs.transpose ? 2 : 0),
-      x.offset,
-      ...[0, 1, 2, 3].map((i) => st(x, i)),
-      ...tb,
-    ];
-    rt.dispatch(
-      ropeKernel(),
-      [x.buffer, t1.buffer, t2.buffer, out.buffer],
-      words,
-      gridFor(pairs, 64, rt.info.limits.maxComputeWorkgroupsPerDimension),
-    );
+    // rows [a, b) read these element ranges of x, table 1, table 2 and write these of out
+    const ranges = (a: number, b: number): [number, number][] => {
+      const span = (v: TensorView, shape: number[], strides: number[], n: number) => {
+        const [lo, hi] = spanOf(shape, strides, a * n, b * n);
+        return [v.offset + lo, v.offset + hi] as [number, number];
+      };
+      const table = (t: TensorView) => span(t, [B, H, L, w], [st(t, 0), 0, st(t, lAxis), 1], w);
+      return [
+        span(x, x.shape as number[], x.strides as number[], D),
+        table(t1),
+        table(t2),
+        [out.offset + a * D, out.offset + b * D],
+      ];
+    };
+    const views = [x, t1, t2, out];
+    const names = ["x", attrs.interleaved ? "pe" : "cos", attrs.interleaved ? "pe" : "sin", "y"];
+    // rows of a piece: whole heads, or a range of rows of one head
+    const rowsOf = (p: HeadPiece): [number, number] => [p.bh0 * L + p.r0, (p.bh1 - 1) * L + p.r1];
+    const fits = (p: HeadPiece) =>
+      ranges(...rowsOf(p)).every(([lo, hi], i) => rangeFits(rt, views[i]!.dtype, lo, hi));
+    const unit = (p: HeadPiece) =>
+      ranges(...rowsOf(p)).forEach((r, i) =>
+        checkFits(rt, "rope", `one row of ${names[i]}`, views[i]!, r)
+      );
+    const pieces: [number, number][] = views.every((v) => fitsBinding(rt, v.buffer))
+      ? [[0, rows]]
+      : headPieces(B * H, [L, 0], [1, 1], fits, unit, `rope ${fmtShape(x.shape)}`).map(rowsOf);
+    const maxG = rt.info.limits.maxComputeWorkgroupsPerDimension;
+    for (const [a, b] of pieces) {
+      const ws = ranges(a, b).map(([lo, hi], i) =>
+        windowOf(rt, views[i]!.buffer, views[i]!.dtype, lo, hi, `rope ${names[i]}`)
+      );
+      const pairs = (b - a) * (D / 2);
+      const words = [
+        pairs,
+        H,
+        L,
+        D / 2,
+        (attrs.interleaved ? 1 : 0) | (attrs.transpose ? 2 : 0),
+        (x.offset - ws[0]!.shift) >>> 0,
+        ...[0, 1, 2, 3].map((i) => st(x, i)),
+        (tb[0]! - ws[1]!.shift) >>> 0,
+        tb[1]!,
+        tb[2]!,
+        (tb[3]! - ws[2]!.shift) >>> 0,
+        tb[4]!,
+        tb[5]!,
+        a,
+        (out.offset - ws[3]!.shift) >>> 0,
+      ];
+      rt.dispatch(ropeKernel(), ws.map((w) => w.binding), words, gridFor(pairs, 64, maxG));
+    }
   },
   backward: ({ inputs, grads, attrs }) => [
     apply1(
