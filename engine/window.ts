@@ -136,10 +136,10 @@ export function chunks(
 ): [number, number][] {
   const out: [number, number][] = [];
   let a = 0;
-  let len = n;
   while (a < n) {
     const max = n - a;
-    if (len > max) len = max;
+    // the longest piece that fits from here (a short piece at a boundary does not shorten the rest)
+    let len = max;
     if (!fits(a, a + len)) {
       // largest fitting length: binary search over multiples of the quantum
       let lo = 0, hi = Math.ceil(len / quantum);
