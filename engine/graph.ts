@@ -31,13 +31,24 @@ import {
   coalesce,
   EW_MAX_LEAVES,
   EW_MAX_SCALARS,
+  EW_OUT,
   EW_RANK,
   EW_WORKGROUP,
   fusedKernel,
   type FusedLeaf,
 } from "../kernels/elementwise.ts";
 import { gridFor } from "./kernel.ts";
-import { chunks, fitsBinding, rangeFits, spanOf, type Window, windowOf } from "./window.ts";
+import {
+  boxes,
+  type BoxOperand,
+  boxSpan,
+  chunks,
+  fitsBinding,
+  rangeFits,
+  spanOf,
+  type Window,
+  windowOf,
+} from "./window.ts";
 
 /** Output description of an op application. */
 export interface OutSpec {
@@ -417,9 +428,16 @@ function encodeFused(rt: Runtime, root: Tensor, g: Group): void {
     dispatch(0, n, views.map((v) => whole(v.buffer)), whole(out.buffer));
     return;
   }
+  const what = `elementwise ${labels.join("+")} ${fmtShape(root.shape)}`;
+  // A strided (e.g. transposed) leaf: boxes of the index space tile it (a flat range would need
+  // single rows), when the box sizes fit the parameter block.
+  const leafWords = views.reduce((k, _, i) => k + (direct[i] ? 1 : 1 + EW_RANK), 0);
+  if (direct.some((d) => !d) && EW_OUT + 1 + EW_RANK + leafWords + scalarWords.length <= 64) {
+    encodeBoxes(rt, { co, views, direct, out, scalarWords, stmts, helpers, labels, what });
+    return;
+  }
   // Windows: flat output ranges whose every leaf range fits one binding (multiples of 4
   // positions keep vec4 pieces whole).
-  const what = `elementwise ${labels.join("+")} ${fmtShape(root.shape)}`;
   const ranges = (a: number, b: number) =>
     views.map((v, i) => {
       if (direct[i]) return [v.offset + a, v.offset + b] as const;
@@ -435,6 +453,69 @@ function encodeFused(rt: Runtime, root: Tensor, g: Group): void {
     );
     const ow = windowOf(rt, out.buffer, out.dtype, out.offset + a, out.offset + b, what);
     dispatch(a, b, ws, ow);
+  }
+}
+
+/** The fused group of {@linkcode encodeFused}, as {@linkcode encodeBoxes} needs it. */
+interface BoxJob {
+  co: { shape: number[]; strides: number[][] };
+  views: TensorView[];
+  direct: boolean[];
+  out: TensorView;
+  scalarWords: number[];
+  stmts: { expr: string }[];
+  helpers: string[];
+  labels: string[];
+  what: string;
+}
+
+/** One dispatch per box of the index space whose every operand window fits (box-mode kernel). */
+function encodeBoxes(rt: Runtime, j: BoxJob): void {
+  const { co, views, direct, out } = j;
+  const dense: number[] = [];
+  for (let d = co.shape.length - 1, s = 1; d >= 0; d--) {
+    dense[d] = s;
+    s *= co.shape[d]!;
+  }
+  const ops: BoxOperand[] = [
+    ...views.map((v, i) => ({
+      buffer: v.buffer,
+      dtype: v.dtype,
+      offset: v.offset,
+      strides: direct[i] ? dense : co.strides[i]!,
+    })),
+    { buffer: out.buffer, dtype: out.dtype, offset: out.offset, strides: dense },
+  ];
+  const spec = fusedKernel({
+    leaves: views.map((v, i) => ({ dtype: v.dtype, strided: !direct[i] })),
+    stmts: j.stmts,
+    helpers: j.helpers,
+    nScalars: j.scalarWords.length,
+    vec4: false,
+    box: true,
+    label: j.labels.join("_"),
+  });
+  const maxG = rt.info.limits.maxComputeWorkgroupsPerDimension;
+  for (const b of boxes(rt, co.shape, ops)) {
+    const ws = ops.map((o) => {
+      const [lo, hi] = boxSpan(o, b)!;
+      return windowOf(rt, o.buffer, o.dtype, lo, hi, j.what);
+    });
+    const ow = ws.pop()!;
+    const count = b.size.reduce((x, y) => x * y, 1);
+    const base = b.start.reduce((acc, c, d) => acc + c * dense[d]!, 0);
+    const words: number[] = [count, base, ...co.shape, (out.offset - ow.shift) >>> 0, ...b.size];
+    views.forEach((v, i) => {
+      words.push((v.offset - ws[i]!.shift) >>> 0);
+      if (!direct[i]) words.push(...co.strides[i]!);
+    });
+    words.push(...j.scalarWords);
+    rt.dispatch(
+      spec,
+      [...ws.map((w) => w.binding), ow.binding],
+      words,
+      gridFor(count, EW_WORKGROUP, maxG),
+    );
   }
 }
 

@@ -57,6 +57,12 @@ export interface FusedProgram {
   helpers: string[];
   nScalars: number;
   vec4: boolean;
+  /**
+   * Box mode (scalar only): the dispatch covers a sub-box of the index space (its sizes in the
+   * parameter words after the output offset, its first position as `base`) instead of a flat
+   * range, so that a transposed leaf over the binding limit is tiled (engine/window.ts `boxes`).
+   */
+  box?: boolean;
   /** Names of the ops, for the kernel label. */
   label: string;
 }
@@ -92,7 +98,8 @@ function leafLoad(i: number, leaf: FusedLeaf, idx: string): string {
 /** Builds the WGSL kernel of a fused program. */
 export function fusedKernel(p: FusedProgram): KernelSpec {
   const { leaves, vec4 } = p;
-  let w = EW_SHAPE + EW_RANK + 1;
+  const box = p.box === true && !vec4;
+  let w = EW_SHAPE + EW_RANK + 1 + (box ? EW_RANK : 0);
   const leafBase: number[] = [];
   for (const l of leaves) {
     leafBase.push(w);
@@ -115,6 +122,19 @@ export function fusedKernel(p: FusedProgram): KernelSpec {
     body.push(`if (li >= pu(0u) / 4u) { return; }`);
     body.push(`let i = pu(1u) / 4u + li;`);
     body.push(`let IDX = vec4<u32>(4u * i, 4u * i + 1u, 4u * i + 2u, 4u * i + 3u);`);
+  } else if (box) {
+    // coordinates: the box's first position (base over the shape) plus li over the box's sizes
+    body.push(`if (li >= pu(0u)) { return; }`);
+    body.push(`var c: array<u32, ${EW_RANK}>;`);
+    body.push(`var r = pu(1u);`);
+    body.push(`var q = li;`);
+    for (let d = EW_RANK - 1; d >= 0; d--) {
+      const S = `pu(${EW_SHAPE + d}u)`, B = `pu(${EW_OUT + 1 + d}u)`;
+      body.push(`c[${d}] = r % ${S} + q % ${B}; r = r / ${S}; q = q / ${B};`);
+    }
+    body.push(`var i = 0u;`);
+    for (let d = 0; d < EW_RANK; d++) body.push(`i = i * pu(${EW_SHAPE + d}u) + c[${d}];`);
+    body.push(`let IDX = i;`);
   } else {
     body.push(`if (li >= pu(0u)) { return; }`);
     body.push(`let i = pu(1u) + li;`);
@@ -156,7 +176,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 }`,
   );
   return {
-    name: `ew_${p.label}`.slice(0, 120),
+    name: `ew${box ? "box" : ""}_${p.label}`.slice(0, 120),
     code: lines.join("\n"),
     inputs: leaves.length,
     outputs: 1,

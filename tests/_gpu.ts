@@ -44,6 +44,14 @@ export async function withBindingLimit<T>(bytes: number, fn: () => T | Promise<T
   }
 }
 
+/**
+ * Runs `fn` at the device's own binding limit, also under `KINO_MAX_BINDING` (for tests of the
+ * executor's unwindowed behaviour: dispatch counts, pipeline reuse, peak memory).
+ */
+export function atDeviceLimit<T>(fn: () => T | Promise<T>): Promise<T> {
+  return withBindingLimit(gpu().deviceMaxBinding, fn);
+}
+
 /** Path of the shared fixtures folder, or null (with the reason) when it is absent. */
 export const FIXTURES: string | null = (() => {
   const p = new URL("../../shared/fixtures/", import.meta.url).pathname;

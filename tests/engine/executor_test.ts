@@ -14,7 +14,7 @@ import { abs, add, exp, full, mul, sub } from "../../engine/ops/elementwise.ts";
 import { read, reshape, slice, transpose } from "../../engine/ops/movement.ts";
 import { sum } from "../../engine/ops/reduce.ts";
 import { f32ToF16 } from "../../engine/dtype.ts";
-import { gpu, gpuTest } from "../_gpu.ts";
+import { atDeviceLimit, gpu, gpuTest } from "../_gpu.ts";
 import { assertClose, assertThrows, randomArray } from "../_assert_close.ts";
 import { gatherView } from "../ref/elementwise.ts";
 
@@ -43,95 +43,100 @@ function stepRef(x: Float64Array, rows: number, cols: number): Float64Array {
 
 gpuTest(
   "executor: a 40-dispatch chain reuses memory, batches into few submits, tidy frees it",
-  async () => {
-    const rt = gpu();
-    const pool = rt.pool;
-    const v = randomArray(ROWS * COLS, 1, 0, 1);
-    const x0 = fromData(v, [ROWS, COLS], "f32");
-    realize([x0]);
-    await rt.sync();
-    const base = pool.stats();
-    pool.resetPeak();
-    const c0 = { ...rt.counters };
-    const y = tidy(() => {
-      let x = x0;
-      for (let i = 0; i < STEPS; i++) x = step(x);
-      return x;
-    });
-    const c1 = { ...rt.counters };
-    const after = pool.stats();
-    const got = await read(y);
-    const c2 = { ...rt.counters };
+  () =>
+    atDeviceLimit(async () => {
+      const rt = gpu();
+      const pool = rt.pool;
+      const v = randomArray(ROWS * COLS, 1, 0, 1);
+      const x0 = fromData(v, [ROWS, COLS], "f32");
+      realize([x0]);
+      await rt.sync();
+      const base = pool.stats();
+      pool.resetPeak();
+      const c0 = { ...rt.counters };
+      const y = tidy(() => {
+        let x = x0;
+        for (let i = 0; i < STEPS; i++) x = step(x);
+        return x;
+      });
+      const c1 = { ...rt.counters };
+      const after = pool.stats();
+      const got = await read(y);
+      const c2 = { ...rt.counters };
 
-    // (a) the result is right, and the peak is far below the sum of all intermediates
-    let want: Float64Array = Float64Array.from(v);
-    for (let i = 0; i < STEPS; i++) want = stepRef(want, ROWS, COLS);
-    assertClose(got, want, { atol: 1e-5, rtol: 1e-4, label: "chain result" });
-    const big = sizeClass(ROWS * COLS * 4);
-    const intermediates = STEPS * (big + sizeClass(ROWS * 4));
-    const peak = after.peakInUse - base.inUse;
-    check(
-      peak < 0.25 * intermediates,
-      `peak ${peak} B is not far below the ${intermediates} B of intermediates`,
-    );
-    check(
-      peak <= 2 * big + 2 * sizeClass(ROWS * 4),
-      `peak ${peak} B: more than two live [256,1024]`,
-    );
-    check(
-      after.buffersCreated - base.buffersCreated <= 4,
-      `${after.buffersCreated - base.buffersCreated} new buffers`,
-    );
+      // (a) the result is right, and the peak is far below the sum of all intermediates
+      let want: Float64Array = Float64Array.from(v);
+      for (let i = 0; i < STEPS; i++) want = stepRef(want, ROWS, COLS);
+      assertClose(got, want, { atol: 1e-5, rtol: 1e-4, label: "chain result" });
+      const big = sizeClass(ROWS * COLS * 4);
+      const intermediates = STEPS * (big + sizeClass(ROWS * 4));
+      const peak = after.peakInUse - base.inUse;
+      check(
+        peak < 0.25 * intermediates,
+        `peak ${peak} B is not far below the ${intermediates} B of intermediates`,
+      );
+      check(
+        peak <= 2 * big + 2 * sizeClass(ROWS * 4),
+        `peak ${peak} B: more than two live [256,1024]`,
+      );
+      check(
+        after.buffersCreated - base.buffersCreated <= 4,
+        `${after.buffersCreated - base.buffersCreated} new buffers`,
+      );
 
-    // (b) 40 dispatches recorded without a submit; the read submits once and reads back once
-    check(
-      c1.dispatches - c0.dispatches === 2 * STEPS,
-      `${c1.dispatches - c0.dispatches} dispatches`,
-    );
-    check(c1.submits - c0.submits <= 1, `${c1.submits - c0.submits} submits while recording`);
-    check(c2.submits - c0.submits <= 2, `${c2.submits - c0.submits} submits in all`);
-    check(c1.readbacks === c0.readbacks, "no read-back before read()");
-    check(
-      c2.readbacks - c0.readbacks === 1,
-      `${c2.readbacks - c0.readbacks} read-backs for one read`,
-    );
+      // (b) 40 dispatches recorded without a submit; the read submits once and reads back once
+      check(
+        c1.dispatches - c0.dispatches === 2 * STEPS,
+        `${c1.dispatches - c0.dispatches} dispatches`,
+      );
+      check(c1.submits - c0.submits <= 1, `${c1.submits - c0.submits} submits while recording`);
+      check(c2.submits - c0.submits <= 2, `${c2.submits - c0.submits} submits in all`);
+      check(c1.readbacks === c0.readbacks, "no read-back before read()");
+      check(
+        c2.readbacks - c0.readbacks === 1,
+        `${c2.readbacks - c0.readbacks} read-backs for one read`,
+      );
 
-    // (c) tidy disposed every intermediate: only the result stays
-    check(
-      after.inUse === base.inUse + big,
-      `inUse ${after.inUse - base.inUse} B over baseline, expected ${big}`,
-    );
-    y.dispose();
-    x0.dispose();
-    check(pool.stats().inUse === base.inUse - big, "result and input released");
-  },
+      // (c) tidy disposed every intermediate: only the result stays
+      check(
+        after.inUse === base.inUse + big,
+        `inUse ${after.inUse - base.inUse} B over baseline, expected ${big}`,
+      );
+      y.dispose();
+      x0.dispose();
+      check(pool.stats().inUse === base.inUse - big, "result and input released");
+    }),
 );
 
-gpuTest("executor: a new shape reuses the pipelines of the same op chain", async () => {
-  const rt = gpu();
-  const run = async (rows: number, cols: number) => {
-    const v = randomArray(rows * cols, rows, 0, 1);
-    const x = fromData(v, [rows, cols], "f32");
-    const y = tidy(() => step(step(x)));
-    const got = await read(y);
-    assertClose(got, stepRef(stepRef(Float64Array.from(v), rows, cols), rows, cols), {
-      atol: 1e-5,
-      rtol: 1e-4,
-      label: `[${rows}, ${cols}]`,
-    });
-    x.dispose();
-    y.dispose();
-  };
-  await run(ROWS, COLS); // compiles (or reuses) the row4 sum and the vec4 elementwise kernel
-  const p0 = rt.counters.pipelinesCompiled;
-  await run(128, 512);
-  await run(3, 4);
-  await run(1000, 8);
-  check(
-    rt.counters.pipelinesCompiled === p0,
-    `${rt.counters.pipelinesCompiled - p0} new pipelines`,
-  );
-});
+gpuTest(
+  "executor: a new shape reuses the pipelines of the same op chain",
+  () =>
+    atDeviceLimit(async () => {
+      const rt = gpu();
+      const run = async (rows: number, cols: number) => {
+        const v = randomArray(rows * cols, rows, 0, 1);
+        const x = fromData(v, [rows, cols], "f32");
+        const y = tidy(() => step(step(x)));
+        const got = await read(y);
+        assertClose(got, stepRef(stepRef(Float64Array.from(v), rows, cols), rows, cols), {
+          atol: 1e-5,
+          rtol: 1e-4,
+          label: `[${rows}, ${cols}]`,
+        });
+        x.dispose();
+        y.dispose();
+      };
+      await run(ROWS, COLS); // compiles (or reuses) the row4 sum and the vec4 elementwise kernel
+      const p0 = rt.counters.pipelinesCompiled;
+      await run(128, 512);
+      await run(3, 4);
+      await run(1000, 8);
+      check(
+        rt.counters.pipelinesCompiled === p0,
+        `${rt.counters.pipelinesCompiled - p0} new pipelines`,
+      );
+    }),
+);
 
 gpuTest("executor: dispose, using and views release memory exactly", async () => {
   const pool = gpu().pool;
@@ -224,15 +229,15 @@ gpuTest("errors: using a disposed tensor says so", async () => {
   lazy.dispose();
 });
 
-gpuTest("errors: a tensor over maxStorageBufferBindingSize fails before allocating", async () => {
+gpuTest("errors: a tensor over maxBufferSize fails before allocating", async () => {
   const rt = gpu();
   const before = rt.pool.stats();
-  const n = Math.floor(rt.maxBinding / 4) + 1;
+  const n = Math.floor(rt.maxBufferSize / 4) + 1;
   const huge = full([n], 0); // lazy: nothing allocated on the CPU or the GPU
   const e = await assertThrows(
     () => realize([huge]),
-    "maxStorageBufferBindingSize",
-    `${rt.maxBinding}`,
+    "maxBufferSize",
+    `${rt.maxBufferSize}`,
   );
   check(e instanceof RangeError, `RangeError, got ${e.name}`);
   const after = rt.pool.stats();

@@ -105,3 +105,20 @@ Deno.test("spanOf: the element range a flat range of a strided view touches", ()
     }
   }
 });
+
+gpuTest(
+  "windowed elementwise: a transposed leaf is tiled in boxes, not cut into rows",
+  async () => {
+    const R = 300, C = 200; // 240 KB: at least 15 windows of 16 KiB per operand
+    const x = randomArray(R * C, 8, -1, 1);
+    const tx = fromData(x, [R, C], "f32");
+    const ref = new Float64Array(R * C);
+    for (let c = 0; c < C; c++) for (let r = 0; r < R; r++) ref[c * R + r] = 3 * x[r * C + c]!;
+    await check("3·xᵀ", () => E.mul(transpose(tx), 3), ref);
+    const win = await withBindingLimit(LIMIT, () => run(() => E.mul(transpose(tx), 3)));
+    // a flat piece of an output row reads a column of x: at most ~20 outputs per dispatch (~3000
+    // dispatches); boxes of ~13x20 outputs fit both windows (~230)
+    assert(win.dispatches <= 300, `${win.dispatches} dispatches for a transposed 300x200`);
+    tx.dispose();
+  },
+);
