@@ -7,7 +7,14 @@
 import { gpu, gpuTest } from "../_gpu.ts";
 import { assertClose, assertThrows, randomArray } from "../_assert_close.ts";
 import { gradcheck } from "../_gradcheck.ts";
-import { conv3dGradRef, conv3dRef, convOutSize, type RefConv } from "../ref/conv3d.ts";
+import {
+  conv3dGradRef,
+  conv3dRef,
+  type ConvCase,
+  convOutSize,
+  type RefConv,
+  refConv,
+} from "../ref/conv3d.ts";
 import { fromData } from "../../engine/graph.ts";
 import { backward, parameter } from "../../engine/autograd.ts";
 import { narrow, permute, read, readAll } from "../../engine/ops/movement.ts";
@@ -17,34 +24,9 @@ import { keep, noGrad, type Tensor, tidy } from "../../engine/tensor.ts";
 const tol = { atol: 1e-4, rtol: 1e-4 };
 type T3 = [number, number, number];
 
-interface Case {
-  label: string;
-  n: number;
-  cin: number;
-  cout: number;
-  size: T3;
-  k: T3;
-  stride?: T3;
-  padding?: T3;
-  dilation?: T3;
-  groups?: number;
-  bias?: boolean;
+interface Case extends ConvCase {
   /** build x as a permuted / sliced view instead of a dense tensor */
   view?: "permuted" | "sliced";
-}
-
-function refConv(c: Case): RefConv {
-  return {
-    n: c.n,
-    cin: c.cin,
-    cout: c.cout,
-    groups: c.groups ?? 1,
-    size: c.size,
-    k: c.k,
-    stride: c.stride ?? [1, 1, 1],
-    padding: c.padding ?? [0, 0, 0],
-    dilation: c.dilation ?? [1, 1, 1],
-  };
 }
 
 /** The input tensor with the values `x` (dense [N, C, T, H, W] order), possibly as a view. */

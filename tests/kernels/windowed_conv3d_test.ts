@@ -9,7 +9,14 @@
  */
 import { gpu, gpuTest, withBindingLimit } from "../_gpu.ts";
 import { assertClose, assertThrows, randomArray } from "../_assert_close.ts";
-import { conv3dGradRef, conv3dRef, convOutSize, type RefConv } from "../ref/conv3d.ts";
+import {
+  conv3dGradRef,
+  conv3dRef,
+  type ConvCase,
+  convOutSize,
+  type RefConv,
+  refConv,
+} from "../ref/conv3d.ts";
 import { fromData } from "../../engine/graph.ts";
 import { narrow, readAll } from "../../engine/ops/movement.ts";
 import {
@@ -27,36 +34,11 @@ const LIMIT = 16384;
 const tol = { atol: 1e-4, rtol: 1e-4 };
 type T3 = [number, number, number];
 
-interface Case {
-  label: string;
-  n: number;
-  cin: number;
-  cout: number;
-  size: T3;
-  k: T3;
-  stride?: T3;
-  padding?: T3;
-  dilation?: T3;
-  groups?: number;
-  bias?: boolean;
+interface Case extends ConvCase {
   /** 16-bit weight (forward and input gradient only: such weights are frozen) */
   half?: "f16" | "bf16";
   /** x and dy as views at an offset into a larger buffer (one extra leading batch item) */
   offset?: boolean;
-}
-
-function refConv(c: Case): RefConv {
-  return {
-    n: c.n,
-    cin: c.cin,
-    cout: c.cout,
-    groups: c.groups ?? 1,
-    size: c.size,
-    k: c.k,
-    stride: c.stride ?? [1, 1, 1],
-    padding: c.padding ?? [0, 0, 0],
-    dilation: c.dilation ?? [1, 1, 1],
-  };
 }
 
 /** `data` as an `[n, ...rest]` tensor, or a view of it behind one extra leading batch item. */

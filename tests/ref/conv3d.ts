@@ -17,6 +17,42 @@ export interface RefConv {
   dilation: [number, number, number];
 }
 
+type T3 = [number, number, number];
+
+/** A test case of a convolution: the geometry with PyTorch's defaults left out, a label, a bias. */
+export interface ConvCase {
+  label: string;
+  n: number;
+  cin: number;
+  cout: number;
+  size: T3;
+  k: T3;
+  /** Default [1, 1, 1]. */
+  stride?: T3;
+  /** Default [0, 0, 0]. */
+  padding?: T3;
+  /** Default [1, 1, 1]. */
+  dilation?: T3;
+  /** Default 1. */
+  groups?: number;
+  bias?: boolean;
+}
+
+/** The full geometry of a case (defaults filled in). */
+export function refConv(c: ConvCase): RefConv {
+  return {
+    n: c.n,
+    cin: c.cin,
+    cout: c.cout,
+    groups: c.groups ?? 1,
+    size: c.size,
+    k: c.k,
+    stride: c.stride ?? [1, 1, 1],
+    padding: c.padding ?? [0, 0, 0],
+    dilation: c.dilation ?? [1, 1, 1],
+  };
+}
+
 /** Output T, H, W (PyTorch's floor rule). */
 export function convOutSize(c: RefConv): [number, number, number] {
   return c.size.map((s, a) =>
