@@ -12,7 +12,7 @@
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { init } from "../engine/runtime.ts";
+import { init, runtime } from "../engine/runtime.ts";
 import { fromData } from "../engine/graph.ts";
 import { readAll } from "../engine/ops/movement.ts";
 import { keep, noGrad, type Tensor, tidy } from "../engine/tensor.ts";
@@ -26,12 +26,16 @@ import { compare, type Row } from "./_compare.ts";
 const HELP = `Usage: deno task golden <case-dir> [--atol 1e-4] [--rtol 1e-4]
 
 Runs a reference case directory (case.json, weights.safetensors, tensors.safetensors) through
-Kino's model built from the case's config, prints the max abs/rel error of every stored tensor,
-and exits 1 when any exceeds atol + rtol * |expected|.
+Kino's model built from the case's config, prints the max abs/rel error of every stored tensor
+(and, where case.json's float64_rerun_max_abs_diff has the tensor, that float64 rerun and the
+ratio of Kino's error to it), and exits 1 when any exceeds atol + rtol * |expected|. Weights and
+activations larger than one storage binding are fine (ops bind them as windows); the summary
+gives the total time and the peak GPU memory of the buffer pool.
 
 Supported kinds (case.json "case" field): dc_ae*, mmdit*, sampling*. Examples:
   deno task golden ../shared/fixtures/tiny/dc_ae_tiny
-  deno task golden ../shared/fixtures/tiny/mmdit_tiny`;
+  deno task golden ../shared/fixtures/tiny/mmdit_tiny
+  deno task golden /tmp/kino-release-cases/mmdit_release_1x1   (tools/make_release_cases.py)`;
 
 async function runDcAe(
   dir: string,
@@ -147,6 +151,14 @@ async function main(): Promise<number> {
   }
   const kind = String(kase.case ?? "");
   await init();
+  const rt = runtime();
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+  // weights larger than one storage binding are fine: ops bind them as windows (engine/window.ts)
+  console.log(
+    `device: ${rt.info.name}, storage-binding limit ${mib(rt.maxBinding)}, ` +
+      `maxBufferSize ${mib(rt.maxBufferSize)}`,
+  );
+  const tStart = performance.now();
   let rows: Row[];
   if (kind.startsWith("dc_ae")) rows = await runDcAe(dir, kase, atol, rtol);
   else if (kind.startsWith("mmdit")) rows = await runMMDiTCase(dir, kase, { atol, rtol });
@@ -160,18 +172,35 @@ async function main(): Promise<number> {
     return 2;
   }
   const w = Math.max(...rows.map((r) => r.name.length));
+  // the case's float64 rerun of a tensor (float32 roundoff of the reference itself), where stored
+  const f64 = (kase.float64_rerun_max_abs_diff ?? {}) as Record<string, unknown>;
+  const f64Of = (n: string) => typeof f64[n] === "number" ? f64[n] as number : null;
+  const withF64 = rows.some((r) => f64Of(r.name) !== null);
   console.log(
-    `\n${"tensor".padEnd(w)}  ${"max abs".padStart(9)}  ${"max rel".padStart(9)}  result`,
+    `\n${"tensor".padEnd(w)}  ${"max abs".padStart(9)}  ${"max rel".padStart(9)}  result` +
+      (withF64 ? `  ${"f64 rerun".padStart(9)}  abs/f64` : ""),
   );
   for (const r of rows) {
+    const ref = f64Of(r.name);
+    const base = `${r.name.padEnd(w)}  ${r.abs.toExponential(2).padStart(9)}  ${
+      r.rel.toExponential(2).padStart(9)
+    }  ${r.ok ? "ok" : "FAIL"}`;
+    const ratio = ref !== null && ref > 0 ? (r.abs / ref).toFixed(1) : "-";
     console.log(
-      `${r.name.padEnd(w)}  ${r.abs.toExponential(2).padStart(9)}  ${
-        r.rel.toExponential(2).padStart(9)
-      }  ${r.ok ? "ok" : "FAIL"}`,
+      withF64 && ref !== null
+        ? `${base.padEnd(w + 30)}  ${ref.toExponential(2).padStart(9)}  ${ratio.padStart(7)}`
+        : base,
     );
   }
   const bad = rows.filter((r) => !r.ok).length;
-  console.log(`\n${rows.length - bad} passed, ${bad} failed (atol ${atol}, rtol ${rtol})`);
+  const mem = rt.pool.stats();
+  console.log(
+    `\ntotal ${
+      ((performance.now() - tStart) / 1000).toFixed(1)
+    } s (loading included); GPU memory: ` +
+      `peak in use ${mib(mem.peakInUse)}, peak allocated ${mib(mem.peakAllocated)}`,
+  );
+  console.log(`${rows.length - bad} passed, ${bad} failed (atol ${atol}, rtol ${rtol})`);
   return bad ? 1 : 0;
 }
 
