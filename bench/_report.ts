@@ -8,6 +8,7 @@
 
 import { parseArgs } from "node:util";
 import { dirname } from "node:path";
+import process from "node:process";
 
 /** One benchmark case, measured on Kino and on a peer library (TF.js WebGPU). */
 export interface BenchRecord {
@@ -31,6 +32,33 @@ export interface BenchRecord {
   flops?: number | null;
   /** Bytes of one run (the convention of {@linkcode BYTES}); lets the table rate the peer. */
   bytes?: number | null;
+  /**
+   * FLOPs of one peer run when the peer does other work than Kino (the baseline pipeline of a
+   * `speedup` record); absent: the same as `flops`.
+   */
+  peer_flops?: number | null;
+  /** `speedup` records: the ratio the FLOP model (spec speedup.md §3) predicts for this config. */
+  predicted?: number | null;
+  /** `speedup` records: the FLOP model's ratio for the full-size model at these token counts. */
+  predicted_full?: number | null;
+  /** `speedup` records: FLOPs of the Kino side's work on the full-size model. */
+  flops_full?: number | null;
+  /** `speedup` records: FLOPs of the peer side's work on the full-size model. */
+  peer_flops_full?: number | null;
+  /** Process CPU milliseconds of the Kino side (see {@linkcode RunTime.cpuMs}). */
+  kino_cpu_ms?: number | null;
+  /** Process CPU milliseconds of the peer side. */
+  peer_cpu_ms?: number | null;
+  /** `peer_cpu_ms / kino_cpu_ms`: the ratio with less noise from other processes on the CPU. */
+  cpu_ratio?: number | null;
+}
+
+/**
+ * A case that adds a record of its own after it ran, built from it and earlier cases (e.g. a
+ * `speedup` row: two pipelines' timings and their ratio); `null` when a case it needs did not run.
+ */
+export interface Summarised {
+  summary?: () => BenchRecord | null;
 }
 
 /** Options of {@linkcode timeIt}. */
@@ -44,6 +72,39 @@ export interface TimeOptions {
    * the end of the timed loop (timed), so work still in the queue counts.
    */
   sync?: () => Promise<void> | void;
+}
+
+/** What {@linkcode timeRun} measures, per timed iteration. */
+export interface RunTime {
+  /** Wall-clock milliseconds. */
+  ms: number;
+  /**
+   * Process CPU milliseconds (user + system, all threads, so the software adapter's worker
+   * threads count): unlike `ms`, it barely grows when other processes share the CPU.
+   */
+  cpuMs: number;
+}
+
+/**
+ * Wall-clock and CPU milliseconds per iteration: runs `fn` `warmup` times, syncs, then times
+ * `iters` back-to-back runs plus one final `sync` and returns the means (total / iters).
+ * Each call of `fn` is awaited, so an `fn` that waits for its own result is timed whole.
+ */
+export async function timeRun(
+  fn: () => Promise<void> | void,
+  options: TimeOptions = {},
+): Promise<RunTime> {
+  const warmup = options.warmup ?? 2;
+  const iters = Math.max(1, options.iters ?? 10);
+  for (let i = 0; i < warmup; i++) await fn();
+  if (options.sync) await options.sync();
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  for (let i = 0; i < iters; i++) await fn();
+  if (options.sync) await options.sync();
+  const ms = (performance.now() - t0) / iters;
+  const c = process.cpuUsage(c0);
+  return { ms, cpuMs: (c.user + c.system) / 1000 / iters };
 }
 
 /**
@@ -65,14 +126,7 @@ export async function timeIt(
   fn: () => Promise<void> | void,
   options: TimeOptions = {},
 ): Promise<number> {
-  const warmup = options.warmup ?? 2;
-  const iters = Math.max(1, options.iters ?? 10);
-  for (let i = 0; i < warmup; i++) await fn();
-  if (options.sync) await options.sync();
-  const t0 = performance.now();
-  for (let i = 0; i < iters; i++) await fn();
-  if (options.sync) await options.sync();
-  return (performance.now() - t0) / iters;
+  return (await timeRun(fn, options)).ms;
 }
 
 /** GFLOP/s of `flops` operations done in `ms` milliseconds (null if `ms` is not positive). */
@@ -155,6 +209,7 @@ function kinoRate(r: BenchRecord): string {
 function peerRate(r: BenchRecord): string {
   const ms = r.peer_ms;
   if (ms === null || !(ms > 0)) return "-";
+  if (r.peer_flops) return `${fmtNum(gflops(r.peer_flops, ms))} GFLOP/s`;
   if (r.flops) return `${fmtNum(gflops(r.flops, ms))} GFLOP/s`;
   if (r.bytes) return `${fmtNum(gbs(r.bytes, ms))} GB/s`;
   // Same work on both sides: rescale Kino's rate by the time ratio.
@@ -180,7 +235,8 @@ export function formatTable(records: BenchRecord[]): string {
     r.peer,
     fmtNum(r.peer_ms),
     peerRate(r),
-    r.ratio === null || !Number.isFinite(r.ratio) ? "-" : `${r.ratio.toFixed(2)}x`,
+    r.ratio === null || !Number.isFinite(r.ratio) ? "-" : `${r.ratio.toFixed(2)}x` +
+      (r.predicted ? ` (FLOP model ${r.predicted.toFixed(2)}x)` : ""),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
   // Text columns left-aligned, numbers right-aligned.
@@ -191,6 +247,12 @@ export function formatTable(records: BenchRecord[]): string {
   const out = [line(header), widths.map((w) => "-".repeat(w)).join("  ")];
   for (const row of rows) out.push(line(row));
   out.push("ratio = peer ms / kino ms (above 1: Kino is faster)");
+  if (records.some((r) => r.predicted)) {
+    out.push(
+      "speedup rows: kino = the high-compression pipeline, peer = the baseline pipeline, both on " +
+        "Kino; ratio = baseline ms / high-compression ms, next to the FLOP model's prediction",
+    );
+  }
   return out.join("\n");
 }
 
@@ -228,8 +290,16 @@ ratio = peer ms / kino ms (above 1: Kino is faster).
 Options:
   --json FILE    also write the records as JSON to FILE
                  ({name, shape, kino_ms, kino_gflops, peer, peer_ms, ratio}, ...)
-  --filter STR   run only the cases whose name or shape contains STR (case-insensitive)
-  --quick        fewer iterations, skip the largest sizes (smoke run)
+  --filter STR   run only the cases whose name or shape contains STR (case-insensitive);
+                 --filter 768 runs the 768px speed-up cases alone (about 20 minutes on a CPU
+                 adapter)
+  --quick        fewer iterations, skip the largest sizes and the 768px cases (smoke run)
+
+Speed-up rows ("speedup 256px fwd", "speedup 768px train", ...): the same reduced MMDiT at the
+token counts of the high-compression pipeline (kino_ms) and the baseline pipeline (peer, peer_ms);
+ratio = baseline ms / high-compression ms, next to the FLOP model's prediction for this model
+(predicted; flops, peer_flops) and for the full-size model (predicted_full; flops_full,
+peer_flops_full).
   -h, --help     show this help
 
 On a machine without a GPU: apt-get install -y mesa-vulkan-drivers; export XDG_RUNTIME_DIR=/tmp`;

@@ -18,6 +18,7 @@ import {
   matchesFilter,
   parseBenchArgs,
   printTable,
+  type Summarised,
   writeJson,
 } from "./_report.ts";
 import { initTfjs, type TfjsPeer } from "./_tfjs.ts";
@@ -33,7 +34,7 @@ console.log(`adapter: ${rt.info.name}${rt.info.isFallback ? " (software)" : ""}`
 const peer: TfjsPeer | null = await initTfjs();
 const quick = args.quick;
 
-const CASES: Case[] = [
+const CASES: (Case & Summarised)[] = [
   ...coreCases(quick),
   ...attentionCases(quick),
   ...conv3dCases(quick),
@@ -64,6 +65,17 @@ for (const c of CASES) {
     `${c.name} ${c.shape}: kino ${kms.toFixed(2)} ms` +
       (pms !== null ? `, ${peer!.name} ${pms.toFixed(2)} ms, ratio ${(pms / kms).toFixed(2)}` : ""),
   );
+  const extra = c.summary?.();
+  if (extra) {
+    records.push(extra);
+    console.log(
+      `${extra.name}: ${extra.peer} ${extra.peer_ms!.toFixed(0)} ms / ${
+        extra.kino_ms.toFixed(0)
+      } ms` +
+        ` = ${extra.ratio!.toFixed(2)}x (FLOP model ${extra.predicted?.toFixed(2)}x, full-size ` +
+        `${extra.predicted_full?.toFixed(2)}x)`,
+    );
+  }
 }
 console.log();
 printTable(records);
