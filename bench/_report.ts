@@ -278,6 +278,10 @@ export interface BenchArgs {
   quick: boolean;
   /** `--help`: print {@linkcode BENCH_HELP} and exit. */
   help: boolean;
+  /** `--synthetic-weights`: run only the full-size pipeline with seeded random weights. */
+  syntheticWeights: boolean;
+  /** `--preset NAME`: the MMDiT of the `--synthetic-weights` run (default hcae). */
+  preset?: string;
 }
 
 /** Help text of `deno task bench`. */
@@ -294,6 +298,12 @@ Options:
                  --filter 768 runs the 768px speed-up cases alone (about 20 minutes on a CPU
                  adapter)
   --quick        fewer iterations, skip the largest sizes and the 768px cases (smoke run)
+  --synthetic-weights [--preset hcae|baseline-768]
+                 instead of the cases: the full-size pipeline with seeded random weights made
+                 on the GPU (T5-XXL + CLIP-L encode of one prompt, one MMDiT forward of one
+                 guidance branch at 256px 1 frame, the DC-AE decode); per stage its time, peak
+                 GPU and host memory and the memory planner's estimate (rows "full-size <stage>
+                 (synthetic weights)"); about 30 minutes and 12 GB on a CPU adapter
 
 Speed-up rows ("speedup 256px fwd", "speedup 768px train", ...): the same reduced MMDiT at the
 token counts of the high-compression pipeline (kino_ms) and the baseline pipeline (peer, peer_ms);
@@ -324,6 +334,8 @@ export function parseBenchArgs(args: string[]): BenchArgs {
         json: { type: "string" },
         filter: { type: "string" },
         quick: { type: "boolean", default: false },
+        "synthetic-weights": { type: "boolean", default: false },
+        preset: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -337,6 +349,8 @@ export function parseBenchArgs(args: string[]): BenchArgs {
     filter: values.filter,
     quick: values.quick ?? false,
     help: values.help ?? false,
+    syntheticWeights: values["synthetic-weights"] ?? false,
+    preset: values.preset,
   };
 }
 

@@ -22,6 +22,7 @@ import {
   writeJson,
 } from "./_report.ts";
 import { initTfjs, type TfjsPeer } from "./_tfjs.ts";
+import { fullSizeRun } from "./full_size.ts";
 
 const args = parseBenchArgs(Deno.args);
 if (args.help) {
@@ -31,6 +32,47 @@ if (args.help) {
 
 const rt = await init();
 console.log(`adapter: ${rt.info.name}${rt.info.isFallback ? " (software)" : ""}`);
+if (args.syntheticWeights) {
+  // the full-size pipeline alone (no peer: TF.js has no such model)
+  const figs = await fullSizeRun({
+    preset: args.preset,
+    log: (line) => console.log(line),
+  });
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+  console.log("\nstage            weights made   run        GPU peak    planned     host peak");
+  for (const f of figs) {
+    console.log(
+      `${f.stage.padEnd(16)} ${(f.weightsMs / 1000).toFixed(1).padStart(8)} s ${
+        (f.ms / 1000).toFixed(1).padStart(8)
+      } s ${gib(f.peakDevice).padStart(10)} ${gib(f.predicted).padStart(10)} ${
+        gib(f.peakHost).padStart(10)
+      }`,
+    );
+  }
+  if (args.json) {
+    await writeJson(
+      args.json,
+      figs.map((f) => ({
+        name: `full-size ${f.stage} (synthetic weights)`,
+        shape: `${args.preset ?? "hcae"}, 256x256, 1 frame, one guidance branch`,
+        kino_ms: f.ms,
+        kino_gflops: null,
+        kino_gbs: null,
+        peer: "none",
+        peer_ms: null,
+        ratio: null,
+        flops: null,
+        bytes: null,
+        weights_ms: f.weightsMs,
+        peak_device_bytes: f.peakDevice,
+        planned_bytes: f.predicted,
+        peak_host_bytes: f.peakHost,
+      })),
+    );
+    console.log(`wrote ${args.json}`);
+  }
+  Deno.exit(0);
+}
 const peer: TfjsPeer | null = await initTfjs();
 const quick = args.quick;
 
