@@ -194,8 +194,18 @@ export type {
 } from "./models/mmdit/layers.ts";
 export { WeightStreamer } from "./models/streaming.ts";
 export type { Streamable } from "./models/streaming.ts";
-export { planMemory } from "./models/plan.ts";
-export type { MemoryPlan, PlanInput, StagePlan } from "./models/plan.ts";
+export { modelSizes, PlanError, planMemory } from "./models/plan.ts";
+export type {
+  Chunks,
+  MemoryPlan,
+  ModelSizes,
+  ParamLike,
+  PlanInput,
+  StageMode,
+  StagePlan,
+  TensorPlan,
+  TextEncoderSize,
+} from "./models/plan.ts";
 export {
   CLIPTextModel,
   T5EncoderModel,
@@ -261,8 +271,10 @@ export {
   generate,
   inspectBundle,
   loadBundle,
+  planSplits,
   RELEASE_LAYOUT,
   resolveSettings,
+  syntheticBundle,
 } from "./models/pipeline.ts";
 export type {
   Bundle,
@@ -274,6 +286,7 @@ export type {
   GenerationSettings,
   LoadOptions,
   ResolvedSettings,
+  SyntheticOptions,
 } from "./models/pipeline.ts";
 /**
  * Training: the MMDiT {@linkcode Trainer} (rectified-flow objective, AdamW, clipping, EMA,
