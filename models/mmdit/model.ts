@@ -14,7 +14,7 @@
  * @module
  */
 import type { DType } from "../../engine/dtype.ts";
-import { keep, releaseAtScopeEnd, type Tensor } from "../../engine/tensor.ts";
+import { isGradEnabled, keep, releaseAtScopeEnd, type Tensor, tidy } from "../../engine/tensor.ts";
 import { add } from "../../engine/ops/elementwise.ts";
 import { concat, split } from "../../engine/ops/concat.ts";
 import { timestepEmbedding } from "../../engine/ops/embedding.ts";
@@ -195,23 +195,33 @@ export class MMDiT {
   forward(x: MMDiTInputs, tap?: MMDiTTap): Tensor {
     const { B, N, Lt } = this.checkInputs(x);
     const hooks = this.hooks;
-    hooks.before?.("embed");
-    let img = this.imgIn.forward(x.img);
-    if (this.condIn) {
-      // a missing condition is all zeros, i.e. cond_in's bias alone
-      img = x.cond
-        ? add(img, this.condIn.forward(x.cond))
-        : add(img, this.params.get(this.condIn.bias!));
-    }
-    let txt = this.txtIn.forward(x.txt);
-    let vec = add(
-      this.timeIn.forward(timestepEmbedding(x.timesteps, 256)),
-      this.vectorIn.forward(x.yVec),
-    );
-    if (this.guidanceIn && x.guidance) {
-      vec = add(vec, this.guidanceIn.forward(timestepEmbedding(x.guidance, 256)));
-    }
-    hooks.after?.("embed", [img, txt, vec]);
+    // One streaming group: its hooks around it, and (streaming without gradients) its own scope,
+    // so that the views of its weights and its intermediates die with it and the streamer's free
+    // really returns the weights' memory.
+    const group = <T extends Tensor | Tensor[]>(name: string, f: () => T): T => {
+      hooks.before?.(name);
+      const out = hooks.after && !isGradEnabled() ? tidy(f) : f();
+      hooks.after?.(name, Array.isArray(out) ? out : [out as Tensor]);
+      return out;
+    };
+    let [img, txt, vec] = group("embed", () => {
+      let img = this.imgIn.forward(x.img);
+      if (this.condIn) {
+        // a missing condition is all zeros, i.e. cond_in's bias alone
+        img = x.cond
+          ? add(img, this.condIn.forward(x.cond))
+          : add(img, this.params.get(this.condIn.bias!));
+      }
+      const txt = this.txtIn.forward(x.txt);
+      let vec = add(
+        this.timeIn.forward(timestepEmbedding(x.timesteps, 256)),
+        this.vectorIn.forward(x.yVec),
+      );
+      if (this.guidanceIn && x.guidance) {
+        vec = add(vec, this.guidanceIn.forward(timestepEmbedding(x.guidance, 256)));
+      }
+      return [img, txt, vec] as Tensor[];
+    }) as [Tensor, Tensor, Tensor];
     tap?.("img_in", img);
     tap?.("txt_in", txt);
     tap?.("vec", vec);
@@ -221,24 +231,21 @@ export class MMDiT {
       tap?.("pe_sin", rope.sin);
     } else tap?.("pe", rope.pe);
     this.doubleBlocks.forEach((block, i) => {
-      hooks.before?.(`double_blocks.${i}`);
-      [img, txt] = block.forward(img, txt, vec, rope, this.tokenChunk);
-      hooks.after?.(`double_blocks.${i}`, [img, txt]);
+      [img, txt] = group(
+        `double_blocks.${i}`,
+        () => block.forward(img, txt, vec, rope, this.tokenChunk),
+      );
       tap?.(`double_blocks.${i}.img`, img);
       tap?.(`double_blocks.${i}.txt`, txt);
     });
     let joint: Tensor = concat([txt, img], 1);
     this.singleBlocks.forEach((block, i) => {
-      hooks.before?.(`single_blocks.${i}`);
-      joint = block.forward(joint, vec, rope, this.tokenChunk);
-      hooks.after?.(`single_blocks.${i}`, [joint]);
+      joint = group(`single_blocks.${i}`, () => block.forward(joint, vec, rope, this.tokenChunk));
       tap?.(`single_blocks.${i}`, joint);
     });
     img = split(joint, [Lt, N], 1)[1]!;
     tap?.("final_layer_in", img);
-    hooks.before?.("final_layer");
-    const out = this.finalLayer.forward(img, vec);
-    hooks.after?.("final_layer", [out]);
+    const out = group("final_layer", () => this.finalLayer.forward(img, vec));
     return out;
   }
 }
