@@ -70,11 +70,8 @@ function peakHost(): number {
   }
 }
 
-function synthesizeAll(params: ParamSet, seed: number, only?: (name: string) => boolean): void {
-  for (const spec of params.list()) {
-    if (only && !only(spec.name)) continue;
-    params.synthesize(spec.name, seed);
-  }
+function synthesizeAll(params: ParamSet, seed: number): void {
+  for (const spec of params.list()) params.synthesize(spec.name, seed);
   realize(params.tensors());
 }
 
@@ -204,7 +201,8 @@ export async function fullSizeRun(options: FullSizeOptions = {}): Promise<StageF
 
   // 3. the decoder, resident
   await stage("DC-AE decoding", () => {
-    synthesizeAll(ae.params, seed + 8, (n) => n.startsWith("decoder."));
+    // the whole autoencoder, as a generation holds it (the encoder serves image conditions)
+    synthesizeAll(ae.params, seed + 8);
   }, async () => {
     const x = noGrad(() => tidy(() => keep(ae.decode(z!))));
     realize([x]);
