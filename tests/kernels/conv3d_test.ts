@@ -4,7 +4,7 @@
  * strided inputs; both the scalar and the vec4 paths of each kernel; a gradcheck; the pipeline
  * count across shapes.
  */
-import { gpu, gpuTest } from "../_gpu.ts";
+import { atDeviceLimit, gpu, gpuTest } from "../_gpu.ts";
 import { assertClose, assertThrows, randomArray } from "../_assert_close.ts";
 import { gradcheck } from "../_gradcheck.ts";
 import {
@@ -498,39 +498,43 @@ gpuTest("conv3d gradcheck (x, weight, bias; stride 2, groups 2)", async () => {
   );
 });
 
-gpuTest("conv3d: a new shape with the same tile config compiles no new pipeline", async () => {
-  const rt = gpu();
-  const run = async (T: number, H: number, W: number) => {
-    const x = parameter("x", randomArray(2 * 6 * T * H * W, 1), [2, 6, T, H, W]);
-    const w = parameter("w", randomArray(10 * 6 * 27, 2), [10, 6, 3, 3, 3]);
-    const b = parameter("b", randomArray(10, 3), [10]);
-    const y = tidy(() => {
-      const out = conv3d(x, w, { bias: b, padding: 1 });
-      backward(out, noGrad(() => fromData(randomArray(out.size, 4), out.shape, "f32")));
-      return keep(out);
-    });
-    await readAll([y, x.grad!, w.grad!, b.grad!]);
-    for (const t of [y, x, w, b]) t.dispose();
-  };
-  const compiled = () => rt.counters.pipelinesCompiled;
-  const expectNone = (since: number, what: string) => {
-    if (compiled() !== since) {
-      throw new Error(`${what} compiled ${compiled() - since} pipeline(s); expected none`);
-    }
-  };
-  // channels 6→10, rows of at most 8 outputs that are not multiples of 4: one tile config
-  await run(3, 5, 7);
-  const narrow = compiled();
-  await run(5, 9, 6);
-  await run(1, 3, 5);
-  expectNone(narrow, "new narrow shapes");
-  // rows wider than 8 take the 16-position tile: compiled once, then reused
-  await run(2, 3, 13);
-  const wide = compiled();
-  await run(4, 7, 30);
-  await run(3, 2, 9);
-  expectNone(wide, "new wide shapes");
-});
+gpuTest(
+  "conv3d: a new shape with the same tile config compiles no new pipeline",
+  () =>
+    atDeviceLimit(async () => {
+      const rt = gpu();
+      const run = async (T: number, H: number, W: number) => {
+        const x = parameter("x", randomArray(2 * 6 * T * H * W, 1), [2, 6, T, H, W]);
+        const w = parameter("w", randomArray(10 * 6 * 27, 2), [10, 6, 3, 3, 3]);
+        const b = parameter("b", randomArray(10, 3), [10]);
+        const y = tidy(() => {
+          const out = conv3d(x, w, { bias: b, padding: 1 });
+          backward(out, noGrad(() => fromData(randomArray(out.size, 4), out.shape, "f32")));
+          return keep(out);
+        });
+        await readAll([y, x.grad!, w.grad!, b.grad!]);
+        for (const t of [y, x, w, b]) t.dispose();
+      };
+      const compiled = () => rt.counters.pipelinesCompiled;
+      const expectNone = (since: number, what: string) => {
+        if (compiled() !== since) {
+          throw new Error(`${what} compiled ${compiled() - since} pipeline(s); expected none`);
+        }
+      };
+      // channels 6→10, rows of at most 8 outputs that are not multiples of 4: one tile config
+      await run(3, 5, 7);
+      const narrow = compiled();
+      await run(5, 9, 6);
+      await run(1, 3, 5);
+      expectNone(narrow, "new narrow shapes");
+      // rows wider than 8 take the 16-position tile: compiled once, then reused
+      await run(2, 3, 13);
+      const wide = compiled();
+      await run(4, 7, 30);
+      await run(3, 2, 9);
+      expectNone(wide, "new wide shapes");
+    }),
+);
 
 gpuTest("conv3d: shape errors name the op and both shapes", async () => {
   const f = (s: number[]) => fromData(new Float32Array(s.reduce((a, b) => a * b, 1)), s, "f32");

@@ -21,7 +21,7 @@ import {
 import { bf16ToF32, f32ToBf16 } from "../../engine/dtype.ts";
 import type { Runtime } from "../../engine/runtime.ts";
 import { type Tensor, tidy } from "../../engine/tensor.ts";
-import { gpu, gpuTest, withBindingLimit } from "../_gpu.ts";
+import { atDeviceLimit, gpu, gpuTest, withBindingLimit } from "../_gpu.ts";
 import { assertClose, assertThrows, randomArray } from "../_assert_close.ts";
 import {
   attentionRef,
@@ -80,7 +80,7 @@ async function check(
   agree = EXACT,
 ) {
   const win = await withBindingLimit(limit, () => run(make));
-  const whole = await run(make);
+  const whole = await atDeviceLimit(() => run(make));
   refs.forEach((ref, i) => {
     const l = `${label} output ${i}`;
     if (ref) assertClose(win.vals[i]!, ref, { ...tol, label: `${l} (windowed)` });

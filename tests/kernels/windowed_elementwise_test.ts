@@ -12,7 +12,7 @@ import { expand, read, reshape, slice, transpose } from "../../engine/ops/moveme
 import * as E from "../../engine/ops/elementwise.ts";
 import { f16ToF32, f32ToF16 } from "../../engine/dtype.ts";
 import { spanOf } from "../../engine/window.ts";
-import { gpu, gpuTest, withBindingLimit } from "../_gpu.ts";
+import { atDeviceLimit, gpu, gpuTest, withBindingLimit } from "../_gpu.ts";
 import { assertClose, randomArray } from "../_assert_close.ts";
 
 const LIMIT = 16384; // 4096 f32 per binding
@@ -30,7 +30,7 @@ async function run(make: () => Tensor): Promise<{ v: Float32Array; dispatches: n
 
 /** Windowed and whole runs agree bit for bit, match `ref`, and the windowed one split. */
 async function check(label: string, make: () => Tensor, ref: Float64Array, rtol = 1e-6) {
-  const whole = await run(make);
+  const whole = await atDeviceLimit(() => run(make));
   const win = await withBindingLimit(LIMIT, () => run(make));
   assertEquals(win.v.length, ref.length, label);
   assertClose(win.v, ref, { rtol, atol: 1e-6, label: `${label} (windowed)` });
