@@ -27,12 +27,11 @@ import {
   inspectBundle,
   loadBundle,
   RELEASE_LAYOUT,
+  releaseBundleInfo,
   type ResolvedSettings,
   resolveSettings,
   syntheticBundle,
 } from "../models/pipeline.ts";
-import { mmditPreset } from "../models/mmdit/config.ts";
-import { dcAePreset } from "../models/dc_ae/config.ts";
 import { ProgressBar } from "./_progress.ts";
 
 /** Where the shipped default model lives (used when no --ckpt-dir is given). */
@@ -376,12 +375,7 @@ async function main(argv: string[]): Promise<number> {
       } catch (e) {
         if (!(e instanceof BundleError)) throw e;
         found = false;
-        info = {
-          dir: ckpt,
-          manifest: RELEASE_LAYOUT,
-          dit: mmditPreset("hcae"),
-          ae: dcAePreset("f32t4c128"),
-        };
+        info = releaseBundleInfo(ckpt);
         console.log(`note: ${e.message}`);
       }
       const s = { ...DEFAULT_SETTINGS, ...info.manifest.defaults, ...clean } as GenerationSettings;
@@ -418,13 +412,11 @@ async function main(argv: string[]): Promise<number> {
     }
     let info: BundleInfo;
     if (synthetic && !values["ckpt-dir"]) {
-      let dit;
       try {
-        dit = mmditPreset(values.preset ?? "hcae");
+        info = releaseBundleInfo("(synthetic)", values.preset);
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
-      info = { dir: "(synthetic)", manifest: RELEASE_LAYOUT, dit, ae: dcAePreset("f32t4c128") };
     } else {
       info = await inspectBundle(ckpt, {
         textEncoders: !values.embeddings && !synthetic,

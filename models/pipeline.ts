@@ -271,6 +271,15 @@ export interface LoadOptions {
   embeddings?: string;
 }
 
+/**
+ * The release model's architecture without its files (the release layout, an MMDiT preset, the
+ * `f32t4c128` DC-AE): what `--dry-run` plans and `--synthetic-weights` runs when there are no
+ * weights. Throws naming the known presets for an unknown `preset`.
+ */
+export function releaseBundleInfo(dir: string, preset = "hcae"): BundleInfo {
+  return { dir, manifest: RELEASE_LAYOUT, dit: mmditPreset(preset), ae: dcAePreset("f32t4c128") };
+}
+
 /** Loads every model of a bundle (strict: a checkpoint of another model is refused). */
 export async function loadBundle(dir: string, options: LoadOptions = {}): Promise<Bundle> {
   const info = await inspectBundle(dir, { textEncoders: !options.embeddings });

@@ -9,14 +9,7 @@
  */
 import { gpu, gpuTest, withBindingLimit } from "../_gpu.ts";
 import { assertClose, assertThrows, randomArray } from "../_assert_close.ts";
-import {
-  conv3dGradRef,
-  conv3dRef,
-  type ConvCase,
-  convOutSize,
-  type RefConv,
-  refConv,
-} from "../ref/conv3d.ts";
+import { conv3dGradRef, conv3dRef, type ConvCase, convOutSize, refConv } from "../ref/conv3d.ts";
 import { fromData } from "../../engine/graph.ts";
 import { narrow, readAll } from "../../engine/ops/movement.ts";
 import {
@@ -243,17 +236,15 @@ gpuTest("conv3d ops recorded under the default limit and run under a lower one",
   // x and dy are views of one item of buffers over the limit: the ops find it out when they
   // encode, and bind windows (one piece each). The weight gradient was recorded with 2 row
   // chunks, whose partial sums (2 x 2025 values) no longer fit one window: one dispatch each.
-  const rc: RefConv = {
+  const rc = refConv({
+    label: "recorded high, run low",
     n: 1,
     cin: 15,
     cout: 5,
-    groups: 1,
     size: [1, 2, 100],
     k: [3, 3, 3],
-    stride: [1, 1, 1],
     padding: [1, 1, 1],
-    dilation: [1, 1, 1],
-  };
+  });
   const xs = [1, 15, 1, 2, 100], ws = [5, 15, 3, 3, 3], ys = [1, 5, 1, 2, 100];
   const x = randomArray(3000, 41), w = randomArray(2025, 42), dy = randomArray(1000, 43);
   const geom = conv3dGeometry(xs, ws, { padding: 1 });
